@@ -32,3 +32,30 @@ class User(AbstractUser):
     @property
     def can_retrieve(self):
         return self.is_active
+
+
+class GlobusToken(models.Model):
+    """One user's Globus tokens for one resource server, encrypted at rest.
+
+    Only ``archive_portal.vault`` reads or writes the encrypted fields; nothing
+    here ever shows a token value (``repr``, ``str``, the admin).
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="globus_tokens")
+    resource_server = models.CharField(max_length=255)
+    scopes = models.TextField(blank=True, help_text="Space-separated scopes the token carries.")
+    access_token_encrypted = models.TextField(editable=False)
+    refresh_token_encrypted = models.TextField(blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "resource_server"], name="globus_token_user_server_uniq"),
+        ]
+
+    def __str__(self):
+        return f"{self.resource_server} token of {self.user_id}"
+
+    def __repr__(self):
+        return f"<GlobusToken user={self.user_id} resource_server={self.resource_server!r}>"

@@ -110,6 +110,7 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
     # Web and worker processes share the file: wait for locks instead of failing.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 30,
