@@ -22,7 +22,7 @@ demo: migrate
 
 # Serves the portal on http://127.0.0.1:8000 with a django-q2 worker beside it.
 run: demo
-	DEBUG=1 $(BIN)/honcho start -f Procfile
+	PATH="$(CURDIR)/$(BIN):$$PATH" DEBUG=1 $(BIN)/honcho start -f Procfile
 
 # Browser tests drive Debian's Chromium; install it when it is missing.
 chromium:
