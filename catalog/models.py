@@ -5,10 +5,12 @@ Constraints live in the database so that a bad state cannot be stored, whatever
 writes it (the admin, an import, discovery or a transfer).
 """
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 from catalog import naming
 
@@ -309,3 +311,154 @@ class Replica(models.Model):
     def __str__(self):
         return f"{self.file} @ {self.location} ({self.state})"
 
+
+
+class RunKind(models.TextChoices):
+    DISCOVER = "discover", "Archive discovery"
+    SCAN = "scan", "Local scan"
+
+
+class RunState(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+RUN_FINAL_STATES = (RunState.SUCCEEDED, RunState.FAILED)
+RUN_UNFINISHED_STATES = (RunState.QUEUED, RunState.RUNNING)
+
+
+class DiscoveryRun(models.Model):
+    """One walk of a storage location that brings the catalog in line with what it holds.
+
+    A run is queued, then running; a running run records its progress (counters
+    and the cursor of folders still to list) in checkpoints, so that another
+    worker can carry on after a crash. A run handed back to the queue to
+    continue later is queued again with its cursor kept.
+    """
+
+    location = models.ForeignKey(StorageLocation, on_delete=models.PROTECT, related_name="discovery_runs")
+    kind = models.CharField(max_length=16, choices=RunKind.choices)
+    state = models.CharField(max_length=16, choices=RunState.choices, default=RunState.QUEUED)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="discovery_runs",
+        help_text="Empty when the portal itself or a management command asked.",
+    )
+    directories_listed = models.PositiveIntegerField(default=0)
+    files_seen = models.PositiveIntegerField(default=0)
+    registered = models.PositiveIntegerField(
+        default=0, help_text="Copies newly recorded as present at the location."
+    )
+    unchanged = models.PositiveIntegerField(default=0, help_text="Copies already recorded as present.")
+    unmatched = models.PositiveIntegerField(
+        default=0, help_text="Paths recorded with the reason they were left out."
+    )
+    marked_missing = models.PositiveIntegerField(
+        default=0, help_text="Copies recorded as present that the walk no longer found."
+    )
+    cursor = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Where the walk stands: the folders still to list, the next one last.",
+    )
+    claim = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Identifies the process carrying out the run; checkpoints from any other are refused.",
+    )
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now, help_text="Time of the last checkpoint.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=RunKind.values), name="discovery_run_kind_valid"),
+            models.CheckConstraint(condition=Q(state__in=RunState.values), name="discovery_run_state_valid"),
+            models.CheckConstraint(
+                condition=(Q(state__in=RUN_FINAL_STATES) & Q(finished_at__isnull=False))
+                | (~Q(state__in=RUN_FINAL_STATES) & Q(finished_at__isnull=True)),
+                name="discovery_run_finished_at_iff_final",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state__in=(RunState.RUNNING, RunState.SUCCEEDED)) | Q(started_at__isnull=False),
+                name="discovery_run_started_at_when_started",
+            ),
+            models.CheckConstraint(
+                condition=~Q(state=RunState.RUNNING) | ~Q(claim=""),
+                name="discovery_run_running_is_claimed",
+            ),
+            models.UniqueConstraint(
+                fields=["location"],
+                condition=Q(state__in=RUN_UNFINISHED_STATES),
+                name="discovery_run_one_unfinished_per_location",
+                violation_error_message="A run for this location is already queued or running.",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["location", "-created_at"], name="discovery_run_location_idx"),
+            models.Index(fields=["state", "updated_at"], name="discovery_run_state_idx"),
+        ]
+
+    def __str__(self):
+        return f"#{self.pk} {self.get_kind_display().lower()} of {self.location.alias}"
+
+    @property
+    def is_final(self):
+        return self.state in RUN_FINAL_STATES
+
+    @classmethod
+    def transition(cls, pk, *, from_states, to_state, **fields):
+        """Move run ``pk`` to ``to_state`` if it is in one of ``from_states``;
+        True when this caller made the change."""
+        now = timezone.now()
+        if to_state in RUN_FINAL_STATES:
+            fields.setdefault("finished_at", now)
+            fields.setdefault("claim", "")
+        fields.setdefault("updated_at", now)
+        changed = cls.objects.filter(pk=pk, state__in=set(from_states)).update(state=to_state, **fields)
+        return changed == 1
+
+
+class UnmatchedCategory(models.TextChoices):
+    HIDDEN = "hidden", "Hidden file or folder"
+    INVALID = "invalid", "Name that cannot be stored as a path"
+    OUTSIDE_SUBJECT = "outside-subject", "Outside any subject folder"
+    OUTSIDE_SESSION = "outside-session", "In a subject folder but outside any session folder"
+    IN_SESSION = "in-session", "In a session folder but fitting no probe or Kilosort convention"
+    NOT_A_FILE = "not-a-file", "Neither a regular file nor a folder"
+    SIZE_CONFLICT = "size-conflict", "Size differs from the catalog's"
+    VANISHED = "vanished", "Folder vanished during the walk"
+    UNREADABLE = "unreadable", "Folder that could not be listed"
+
+
+class UnmatchedPath(models.Model):
+    """A path a run saw but did not register, with the reason a person can act on."""
+
+    run = models.ForeignKey(DiscoveryRun, on_delete=models.CASCADE, related_name="unmatched_paths")
+    subpath = models.CharField(max_length=1024)
+    is_folder = models.BooleanField(
+        default=False, help_text="A folder is recorded once; its contents are not listed."
+    )
+    category = models.CharField(max_length=32, choices=UnmatchedCategory.choices)
+    reason = models.TextField()
+
+    class Meta:
+        ordering = ["run", "subpath"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "subpath"], name="unmatched_path_run_subpath_unique"),
+            models.CheckConstraint(
+                condition=Q(category__in=UnmatchedCategory.values), name="unmatched_path_category_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["run", "category"], name="unmatched_path_category_idx")]
+
+    def __str__(self):
+        return f"{self.subpath}: {self.reason}"
