@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class TransfersConfig(AppConfig):
     name = "transfers"
     verbose_name = "Transfers"
+
+    def ready(self):
+        from archive_portal.signals import globus_tokens_updated
+        from transfers.services import on_globus_tokens_updated
+
+        globus_tokens_updated.connect(on_globus_tokens_updated, dispatch_uid="transfers.resume_parked_jobs")

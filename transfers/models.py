@@ -89,6 +89,14 @@ class TransferJob(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Submissions that failed for a passing reason (Globus unreachable)."
+    )
+    retry_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the poller queues this job's submission again if no worker has moved it on.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     submitted_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -121,6 +129,7 @@ class TransferJob(models.Model):
         indexes = [
             models.Index(fields=["state", "-created_at"], name="job_state_created_idx"),
             models.Index(fields=["requested_by", "-created_at"], name="job_user_created_idx"),
+            models.Index(fields=["state", "retry_at"], name="job_state_retry_idx"),
         ]
 
     def __str__(self):
