@@ -1,9 +1,67 @@
-"""Read-side queries for the catalog pages, each a fixed number of SQL queries."""
+"""Read-side queries for the catalog pages, each a fixed number of SQL queries
+whatever the size of the catalog."""
 
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, Q, Subquery, Sum
-from django.db.models.functions import Coalesce
+import re
+from dataclasses import dataclass, field
 
-from catalog.models import LocationRole, RawFile, Replica, ReplicaState, Session, StorageLocation, Subject
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models.functions import Coalesce, Lower
+
+from catalog.models import (
+    FileType,
+    LocationRole,
+    RawFile,
+    Replica,
+    ReplicaState,
+    Session,
+    StorageLocation,
+    Subject,
+)
+
+# How a session's archive status reads on the pages.
+STATUS_LABELS = {
+    "no-files": "no files",
+    "local-only": "local only",
+    "archiving": "archiving",
+    "archived": "archived",
+    "partly-archived": "partly archived",
+    "missing-copies": "missing copies",
+}
+
+# Other apps may add what they know about sessions (the transfers app: which
+# sessions are being archived) without the catalog depending on them. Each
+# provider takes a list of session ids and returns {session id: [job, ...]}.
+_session_job_providers = []
+
+
+def register_session_jobs(provider):
+    """Add ``provider`` to the sources of unfinished archive jobs shown with sessions."""
+    if provider not in _session_job_providers:
+        _session_job_providers.append(provider)
+    return provider
+
+
+def _unfinished_archive_jobs(session_ids):
+    jobs = {}
+    for provider in _session_job_providers:
+        for session_id, session_jobs in provider(session_ids).items():
+            jobs.setdefault(session_id, []).extend(session_jobs)
+    return jobs
+
+
+def _archived_files():
+    return RawFile.objects.filter(
+        replicas__state=ReplicaState.PRESENT, replicas__location__role=LocationRole.ARCHIVE
+    )
+
+
+def _is_archived():
+    """True for a file with a present copy at an archive location."""
+    return Exists(
+        Replica.objects.filter(
+            file=OuterRef("pk"), state=ReplicaState.PRESENT, location__role=LocationRole.ARCHIVE
+        )
+    )
 
 
 def _per_subject(queryset, aggregate):
@@ -21,19 +79,20 @@ def _per_subject(queryset, aggregate):
     )
 
 
+def _subject_condition(query):
+    condition = Q(water_restriction_number__icontains=query)
+    if query.isdigit():
+        condition |= Q(subject_id__isnull=False) & Q(subject_id__contains=query)
+    return condition
+
+
 def search_subjects(query=""):
     """Subjects whose water restriction number or subject id contains ``query``,
-    with counts of sessions, files and bytes and how much is archived."""
-    subjects = Subject.objects.all()
-    query = (query or "").strip()
-    if query:
-        condition = Q(water_restriction_number__icontains=query)
-        if query.isdigit():
-            condition |= Q(subject_id__isnull=False) & Q(subject_id__contains=query)
-        subjects = subjects.filter(condition)
-    archived = RawFile.objects.filter(
-        replicas__state=ReplicaState.PRESENT, replicas__location__role=LocationRole.ARCHIVE
-    )
+    with counts of sessions, files and bytes and how much is archived.
+
+    Each count is a correlated subquery: fine for a handful of subjects. Pages
+    listing many use ``matching_subjects`` and ``attach_subject_totals``.
+    """
     sessions = (
         Session.objects.filter(subject=OuterRef("pk"))
         .order_by()
@@ -41,13 +100,61 @@ def search_subjects(query=""):
         .annotate(value=Count("pk"))
         .values("value")
     )
-    return subjects.annotate(
+    return matching_subjects(query).annotate(
         session_count=Coalesce(Subquery(sessions, output_field=IntegerField()), 0),
         file_count=_per_subject(RawFile.objects.all(), Count("pk")),
         total_bytes=_per_subject(RawFile.objects.all(), Sum("size")),
-        archived_files=_per_subject(archived, Count("pk")),
-        archived_bytes=_per_subject(archived, Sum("size")),
+        archived_files=_per_subject(_archived_files(), Count("pk")),
+        archived_bytes=_per_subject(_archived_files(), Sum("size")),
     )
+
+
+def matching_subjects(query=""):
+    """Subjects whose water restriction number or subject id contains ``query``
+    (case-insensitive), in the lab's order."""
+    subjects = Subject.objects.order_by(Lower("water_restriction_number"), "pk")
+    query = (query or "").strip()
+    if query:
+        subjects = subjects.filter(_subject_condition(query))
+    return subjects
+
+
+def attach_subject_totals(subjects):
+    """Set session, file, byte and archived counts on each of ``subjects`` (a
+    page of them) with two grouped queries."""
+    subjects = list(subjects)
+    ids = [subject.pk for subject in subjects]
+    sessions = dict(
+        Session.objects.filter(subject__in=ids)
+        .order_by()
+        .values_list("subject")
+        .annotate(count=Count("pk"))
+    )
+    archived = Q(archived=True)
+    totals = {
+        row["session__subject"]: row
+        for row in RawFile.objects.filter(session__subject__in=ids)
+        .order_by()
+        .annotate(archived=_is_archived())
+        .values("session__subject")
+        .annotate(
+            files=Count("pk"),
+            bytes=Sum("size"),
+            archived_files=Count("pk", filter=archived),
+            archived_bytes=Sum("size", filter=archived),
+        )
+    }
+    for subject in subjects:
+        row = totals.get(subject.pk, {})
+        subject.session_count = sessions.get(subject.pk, 0)
+        subject.file_count = row.get("files") or 0
+        subject.total_bytes = row.get("bytes") or 0
+        subject.archived_files = row.get("archived_files") or 0
+        subject.archived_bytes = row.get("archived_bytes") or 0
+        subject.archived_percent = (
+            int(100 * subject.archived_bytes / subject.total_bytes) if subject.total_bytes else 0
+        )
+    return subjects
 
 
 def find_subject(key):
@@ -55,66 +162,190 @@ def find_subject(key):
     key = (key or "").strip()
     if not key:
         return None
+    condition = Q(water_restriction_number__iexact=key)
     if key.isdigit():
-        subject = Subject.objects.filter(subject_id=int(key)).first()
-        if subject:
-            return subject
-    return Subject.objects.filter(water_restriction_number__iexact=key).first()
+        condition |= Q(subject_id=int(key))
+    # A subject id wins over a water restriction number that happens to be digits.
+    matches = sorted(Subject.objects.filter(condition)[:2], key=lambda s: str(s.subject_id) != key)
+    return matches[0] if matches else None
 
 
-def subject_sessions(subject):
-    """The subject's sessions by date, each with its files and their present copies.
+def subject_sessions(subject, sessions=None):
+    """The subject's sessions by date (or the given ones, e.g. a page of them),
+    each with its files, their present and missing copies and a summary.
 
     Locations are few and shared by every file, so they are loaded once and
     attached in Python instead of joined per replica.
     """
+    if sessions is None:
+        sessions = Session.objects.filter(subject=subject).order_by("session_date", "ident")
     locations = {location.pk: location for location in StorageLocation.objects.all()}
-    replicas = Replica.objects.filter(file__session__subject=subject).only(
-        "file_id", "location_id", "state", "source", "verified_at"
-    )
+    replicas = Replica.objects.only("file_id", "location_id", "state", "source", "verified_at")
     files = RawFile.objects.select_related("file_type").prefetch_related(
         Prefetch("replicas", queryset=replicas, to_attr="all_replicas")
     )
     sessions = list(
-        Session.objects.filter(subject=subject)
-        .order_by("session_date", "ident")
-        .prefetch_related(Prefetch("files", queryset=files.order_by("dataset_type", "subpath")))
+        sessions.prefetch_related(
+            Prefetch("files", queryset=files.order_by("dataset_type", "subpath"), to_attr="file_list")
+        )
     )
+    jobs = _unfinished_archive_jobs([session.pk for session in sessions]) if sessions else {}
     for session in sessions:
-        session.file_list = list(session.files.all())
+        session.subject = subject
         for raw_file in session.file_list:
             for replica in raw_file.all_replicas:
                 replica.location = locations[replica.location_id]
-            raw_file.present_locations = [
-                replica.location for replica in raw_file.all_replicas if replica.state == ReplicaState.PRESENT
-            ]
-            raw_file.missing_locations = [
-                replica.location for replica in raw_file.all_replicas if replica.state == ReplicaState.MISSING
-            ]
-            raw_file.archived = any(location.is_archive for location in raw_file.present_locations)
-        session.summary = summarize_session(session.file_list)
+            _describe_copies(raw_file)
+        session.archive_jobs = jobs.get(session.pk, [])
+        session.summary = summarize_session(session.file_list, archiving=bool(session.archive_jobs))
     return sessions
 
 
-def summarize_session(files):
+def _describe_copies(raw_file):
+    raw_file.present_locations = [
+        replica.location for replica in raw_file.all_replicas if replica.state == ReplicaState.PRESENT
+    ]
+    raw_file.missing_locations = [
+        replica.location for replica in raw_file.all_replicas if replica.state == ReplicaState.MISSING
+    ]
+    raw_file.archived = any(location.is_archive for location in raw_file.present_locations)
+    # A lost local copy of an archived file is the normal end of a rig's disk;
+    # a file with no copy anywhere, or a lost archive copy, is not.
+    raw_file.copies_missing = not raw_file.present_locations or any(
+        location.is_archive for location in raw_file.missing_locations
+    )
+
+
+def summarize_session(files, *, archiving=False):
     """Counts, sizes, probes, dataset types and the archive status of a session's files."""
     total = len(files)
     archived = sum(1 for f in files if f.archived)
-    missing = any(f.missing_locations for f in files) or any(not f.present_locations for f in files)
+    missing = any(f.copies_missing for f in files)
     if total == 0:
         status = "no-files"
+    elif archiving:
+        status = "archiving"
     elif archived == total:
         status = "archived"
     elif archived:
         status = "partly-archived"
+    elif missing:
+        status = "missing-copies"
     else:
         status = "local-only"
     return {
         "files": total,
         "bytes": sum(f.size for f in files),
         "archived_files": archived,
+        "archived_bytes": sum(f.size for f in files if f.archived),
         "dataset_types": sorted({f.dataset_type for f in files}),
         "probes": sorted({f.probe_insertion for f in files if f.probe_insertion is not None}),
         "status": status,
+        "status_label": STATUS_LABELS[status],
         "missing_copies": missing,
+        # Archiving needs a file that is not archived yet and can be read somewhere.
+        "archivable": not archiving and any(not f.archived and f.present_locations for f in files),
     }
+
+
+# Search and retrieval ------------------------------------------------------
+
+_KEY_SEPARATORS = re.compile(r"[\s,;]+")
+
+
+def split_subject_keys(text):
+    """The water restriction numbers and subject ids in ``text``, in order, once each."""
+    keys = []
+    for key in _KEY_SEPARATORS.split(text or ""):
+        if key and key.lower() not in {k.lower() for k in keys}:
+            keys.append(key)
+    return keys
+
+
+def subjects_for_keys(keys):
+    """The subjects named by ``keys`` (water restriction numbers, case-insensitive,
+    or subject ids) and the keys that name none, in one query."""
+    if not keys:
+        return [], []
+    condition = Q()
+    for key in keys:
+        condition |= Q(water_restriction_number__iexact=key)
+        if key.isdigit():
+            condition |= Q(subject_id=int(key))
+    subjects = list(Subject.objects.filter(condition).order_by(Lower("water_restriction_number")))
+    named = {s.water_restriction_number.lower() for s in subjects} | {
+        str(s.subject_id) for s in subjects if s.subject_id is not None
+    }
+    unknown = [key for key in keys if key.lower() not in named]
+    return subjects, unknown
+
+
+@dataclass
+class FileFilter:
+    """What the search page narrows raw files down to."""
+
+    subjects: list = field(default_factory=list)
+    date_from: object = None
+    date_to: object = None
+    dataset_type: str = ""
+    file_type: object = None
+
+    @property
+    def narrows_files(self):
+        return bool(self.dataset_type or self.file_type)
+
+    def files(self, queryset=None):
+        files = RawFile.objects.all() if queryset is None else queryset
+        if self.dataset_type:
+            files = files.filter(dataset_type=self.dataset_type)
+        if self.file_type is not None:
+            files = files.filter(file_type=self.file_type)
+        return files
+
+    def sessions(self):
+        sessions = Session.objects.select_related("subject")
+        if self.subjects:
+            sessions = sessions.filter(subject__in=[subject.pk for subject in self.subjects])
+        if self.date_from:
+            sessions = sessions.filter(session_date__gte=self.date_from)
+        if self.date_to:
+            sessions = sessions.filter(session_date__lte=self.date_to)
+        if self.narrows_files:
+            sessions = sessions.filter(Exists(self.files().filter(session=OuterRef("pk"))))
+        return sessions.order_by(Lower("subject__water_restriction_number"), "session_date", "ident", "pk")
+
+
+def search_sessions(file_filter):
+    """Sessions that hold files matching ``file_filter``, by subject and date."""
+    return file_filter.sessions()
+
+
+def attach_matching_files(sessions, file_filter):
+    """Give each of ``sessions`` (a page of them) its files that match
+    ``file_filter``, each marked archived or not, and their totals; one query."""
+    sessions = list(sessions)
+    by_session = {session.pk: session for session in sessions}
+    for session in sessions:
+        session.matching_files = []
+    files = (
+        file_filter.files(RawFile.objects.filter(session__in=list(by_session)))
+        .select_related("file_type")
+        .annotate(archived=_is_archived())
+        .order_by("session", "dataset_type", "subpath")
+    )
+    for raw_file in files:
+        by_session[raw_file.session_id].matching_files.append(raw_file)
+    for session in sessions:
+        session.matching_bytes = sum(f.size for f in session.matching_files)
+        session.matching_archived = sum(1 for f in session.matching_files if f.archived)
+    return sessions
+
+
+def file_types():
+    """Every file type, by dataset type and name, for filter menus."""
+    return list(FileType.objects.order_by("dataset_type", "name"))
+
+
+def writable_locations():
+    """The locations retrieved files may be written to."""
+    return list(StorageLocation.objects.filter(writable=True).order_by("dataset_type", "alias"))

@@ -1,22 +1,39 @@
-"""Catalog pages: subjects and their sessions."""
+"""Catalog pages: subjects, their sessions, and the search that starts a retrieval."""
 
+from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
 from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
 
 from catalog import queries
+from catalog.models import DatasetType, Session
 
 SUBJECTS_PER_PAGE = 50
+SESSIONS_PER_PAGE = 50
+SEARCH_SESSIONS_PER_PAGE = 25
+
+
+def _render(request, template, fragment, context):
+    """The whole page, or only ``fragment`` when htmx swaps part of it in."""
+    htmx = request.htmx and not request.htmx.history_restore_request
+    response = render(request, fragment if htmx else template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @login_required
 def subject_list(request):
-    query = request.GET.get("q", "")
-    subjects = queries.search_subjects(query)
-    page = Paginator(subjects, SUBJECTS_PER_PAGE).get_page(request.GET.get("page"))
-    template = "catalog/_subject_rows.html" if request.htmx else "catalog/subject_list.html"
-    return render(request, template, {"page": page, "query": query, "nav": "subjects"})
+    query = request.GET.get("q", "").strip()
+    page = Paginator(queries.matching_subjects(query), SUBJECTS_PER_PAGE).get_page(request.GET.get("page"))
+    subjects = queries.attach_subject_totals(page.object_list)
+    return _render(
+        request,
+        "catalog/subject_list.html",
+        "catalog/_subject_rows.html",
+        {"page": page, "subjects": subjects, "query": query, "nav": "subjects"},
+    )
 
 
 @login_required
@@ -24,9 +41,96 @@ def subject_detail(request, key):
     subject = queries.find_subject(key)
     if subject is None:
         raise Http404(f"No subject with water restriction number or subject id {key!r}.")
-    sessions = queries.subject_sessions(subject)
+    queries.attach_subject_totals([subject])
+    sessions = subject.sessions.order_by("session_date", "ident", "pk")
+    page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "catalog/subject_detail.html",
-        {"subject": subject, "sessions": sessions, "nav": "subjects"},
+        {
+            "subject": subject,
+            "page": page,
+            "sessions": queries.subject_sessions(subject, page.object_list),
+            "nav": "subjects",
+        },
     )
+
+
+class SearchForm(forms.Form):
+    subjects = forms.CharField(
+        required=False,
+        label="Subjects",
+        help_text="Water restriction numbers or subject ids, separated by spaces or commas.",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. dl59, SC026 407513", "size": 28}),
+    )
+    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
+    dataset_type = forms.ChoiceField(
+        required=False, label="Dataset type", choices=[("", "Any")] + list(DatasetType.choices)
+    )
+    file_type = forms.ChoiceField(required=False, label="File type")
+
+    def __init__(self, *args, file_types=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self._file_types = {file_type.name: file_type for file_type in file_types}
+        labels = dict(DatasetType.choices)
+        groups = {}
+        for file_type in file_types:
+            groups.setdefault(labels.get(file_type.dataset_type, file_type.dataset_type), []).append(
+                (file_type.name, file_type.name)
+            )
+        self.fields["file_type"].choices = [("", "Any"), *groups.items()]
+
+    def clean_file_type(self):
+        name = self.cleaned_data["file_type"]
+        return self._file_types[name] if name else None
+
+    def clean(self):
+        cleaned = super().clean()
+        date_from, date_to = cleaned.get("date_from"), cleaned.get("date_to")
+        if date_from and date_to and date_from > date_to:
+            self.add_error("date_to", "The end date is before the start date.")
+        file_type, dataset_type = cleaned.get("file_type"), cleaned.get("dataset_type")
+        if file_type and dataset_type and file_type.dataset_type != dataset_type:
+            self.add_error("file_type", f"{file_type.name} files are not {dataset_type} files.")
+        return cleaned
+
+    @property
+    def has_criteria(self):
+        return self.is_bound and any(self.data.get(name) for name in self.fields)
+
+
+@login_required
+def search(request):
+    """Find sessions and files by subject, date and type, and select some to retrieve."""
+    file_types = queries.file_types()
+    form = SearchForm(request.GET or None, file_types=file_types)
+    context = {"form": form, "nav": "search", "file_types": file_types}
+    if form.has_criteria and form.is_valid():
+        data = form.cleaned_data
+        keys = queries.split_subject_keys(data["subjects"])
+        subjects, unknown = queries.subjects_for_keys(keys)
+        file_filter = queries.FileFilter(
+            subjects=subjects,
+            date_from=data["date_from"],
+            date_to=data["date_to"],
+            dataset_type=data["dataset_type"],
+            file_type=data["file_type"],
+        )
+        # Subjects were named but none exists: nothing matches, rather than everything.
+        sessions = Session.objects.none() if keys and not subjects else queries.search_sessions(file_filter)
+        page = Paginator(sessions, SEARCH_SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
+        query = request.GET.copy()
+        query.pop("page", None)
+        context.update(
+            {
+                "searched": True,
+                "unknown_keys": unknown,
+                "page": page,
+                "sessions": queries.attach_matching_files(page.object_list, file_filter),
+                "file_filter": file_filter,
+                "query_string": query.urlencode(),
+                "destinations": queries.writable_locations(),
+            }
+        )
+    return _render(request, "catalog/search.html", "catalog/_search_results.html", context)

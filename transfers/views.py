@@ -1,12 +1,301 @@
-"""Pages about transfer jobs."""
+"""Pages about transfer jobs: archiving a session, retrieving a selection,
+watching and canceling jobs.
 
+Views are thin: they check who asks, call one service and render. A refusal by
+a service is shown to the person as a message, never as a server error.
+"""
+
+from django import forms
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.shortcuts import render
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
 
-from transfers.models import TransferJob
+from catalog import queries as catalog_queries
+from catalog.models import RawFile, Session, StorageLocation
+from catalog.views import SearchForm
+from transfers import queries, services
+from transfers.models import JobState, TransferJob
+
+JOBS_PER_PAGE = 50
+ITEMS_PER_PAGE = 100
+PREVIEW_SAMPLE = 20
+
+
+def _can_cancel(user, job):
+    return not job.is_final and services.can_cancel(job, user)
+
+
+def _htmx_fragment(request):
+    return bool(request.htmx) and not request.htmx.history_restore_request
+
+
+def _render(request, template, fragment, context):
+    response = render(request, fragment if _htmx_fragment(request) else template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# Transfers page ------------------------------------------------------------
+
+
+class JobFilterForm(forms.Form):
+    state = forms.ChoiceField(required=False, label="State")
+    user = forms.ChoiceField(required=False, label="Requested by")
+    subject = forms.CharField(
+        required=False,
+        label="Subject",
+        widget=forms.TextInput(attrs={"placeholder": "h2o or subject id", "size": 14}),
+    )
+
+    def __init__(self, *args, requesters=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["state"].choices = [("", "Any")] + [
+            (key, label) for key, (label, _) in queries.STATE_FILTERS.items()
+        ]
+        self._requesters = {str(user.pk): user for user in requesters}
+        self.fields["user"].choices = [("", "Anyone")] + [
+            (str(user.pk), user.get_username()) for user in requesters
+        ]
+
+    def clean_user(self):
+        return self._requesters.get(self.cleaned_data["user"])
+
+    def clean_subject(self):
+        key = self.cleaned_data["subject"].strip()
+        if not key:
+            return None
+        subject = catalog_queries.find_subject(key)
+        if subject is None:
+            raise forms.ValidationError(f"No subject {key}.")
+        return subject
 
 
 @login_required
+@require_GET
 def job_list(request):
-    jobs = TransferJob.objects.select_related("source", "destination", "requested_by", "session__subject")[:100]
-    return render(request, "transfers/job_list.html", {"jobs": jobs})
+    form = JobFilterForm(request.GET, requesters=queries.requesters())
+    filters = form.cleaned_data if form.is_valid() else {}
+    jobs = queries.jobs(
+        state=filters.get("state", ""), user=filters.get("user"), subject=filters.get("subject")
+    )
+    page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    context = {
+        "form": form,
+        "page": page,
+        "jobs": list(page.object_list),
+        "query_string": query.urlencode(),
+        "nav": "transfers",
+    }
+    context["live"] = any(not job.is_final for job in context["jobs"])
+    return _render(request, "transfers/job_list.html", "transfers/_job_rows.html", context)
+
+
+# One job -------------------------------------------------------------------
+
+
+def _job_or_404(pk):
+    job = queries.job(pk)
+    if job is None:
+        raise Http404(f"No transfer job #{pk}.")
+    return job
+
+
+@login_required
+@require_GET
+def job_detail(request, pk):
+    job = _job_or_404(pk)
+    page = Paginator(queries.job_items(job), ITEMS_PER_PAGE).get_page(request.GET.get("page"))
+    context = {
+        "job": job,
+        "page": page,
+        "task_links": queries.globus_task_links(job),
+        "can_cancel": _can_cancel(request.user, job),
+        "advice": queries.ERROR_ADVICE.get(job.error_code, ""),
+        "nav": "transfers",
+    }
+    return _render(request, "transfers/job_detail.html", "transfers/_job_live.html", context)
+
+
+@login_required
+@require_GET
+def job_progress(request, pk):
+    """The small live progress of one job, as the subject page shows it."""
+    job = get_object_or_404(TransferJob.objects.select_related("destination"), pk=pk)
+    return render(request, "transfers/_job_progress.html", {"job": job})
+
+
+@login_required
+@require_POST
+def cancel_job(request, pk):
+    job = _job_or_404(pk)
+    try:
+        job = services.cancel_job(job=job, user=request.user)
+    except services.Refusal as refusal:
+        messages.error(request, str(refusal))
+    else:
+        if job.state == JobState.CANCELED:
+            messages.success(request, f"Job #{job.pk} is canceled.")
+        else:
+            messages.success(request, f"Job #{job.pk} is being canceled; it stops in a moment.")
+    return redirect("transfers:job", pk=job.pk)
+
+
+# Archiving -----------------------------------------------------------------
+
+
+@login_required
+@require_POST
+def archive_session(request, session_pk):
+    """Queue the archive of a session's raw files; htmx gets the live progress back."""
+    session = get_object_or_404(Session.objects.select_related("subject"), pk=session_pk)
+    back = reverse("catalog:subject", args=[session.subject.water_restriction_number])
+    back += f"#session-{session.pk}"
+    if not request.user.can_archive:
+        return _archive_refused(
+            request, session, back, "Only archivists can archive sessions; ask one of them or an admin."
+        )
+    try:
+        jobs = services.request_archive(session=session, user=request.user)
+    except services.Refusal as refusal:
+        return _archive_refused(request, session, back, str(refusal))
+    if _htmx_fragment(request):
+        return render(request, "transfers/_job_archive_started.html", {"session": session, "jobs": jobs})
+    messages.success(request, f"Archiving {session}: {_job_numbers(jobs)} queued.")
+    return redirect(back)
+
+
+def _archive_refused(request, session, back, message):
+    if _htmx_fragment(request):
+        return render(
+            request, "transfers/_job_refused.html", {"session": session, "message": message}
+        )
+    messages.error(request, message)
+    return redirect(back)
+
+
+def _job_numbers(jobs):
+    numbers = ", ".join(f"#{job.pk}" for job in jobs)
+    return f"job{'s' if len(jobs) != 1 else ''} {numbers}"
+
+
+# Retrieval -----------------------------------------------------------------
+
+
+class RetrievalForm(forms.Form):
+    """A selection from the search page and where to put it."""
+
+    session = forms.TypedMultipleChoiceField(required=False, coerce=int)
+    file = forms.TypedMultipleChoiceField(required=False, coerce=int)
+    all_matching = forms.BooleanField(required=False)
+    destination = forms.ModelChoiceField(
+        queryset=StorageLocation.objects.filter(writable=True),
+        to_field_name="alias",
+        error_messages={
+            "required": "Choose where the files should go.",
+            "invalid_choice": "That location does not accept retrieved files; choose a writable one.",
+        },
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Any id is a valid choice here; the services ignore ids that name nothing.
+        for name in ("session", "file"):
+            self.fields[name].valid_value = lambda value: str(value).isdigit()
+
+    def clean(self):
+        cleaned = super().clean()
+        if not (cleaned.get("session") or cleaned.get("file") or cleaned.get("all_matching")):
+            raise forms.ValidationError("Select at least one session or file to retrieve.")
+        return cleaned
+
+
+def _selection(form, search):
+    """The sessions and files a retrieval form names, as the services take them.
+
+    Whole sessions are passed as sessions; when the search narrowed the files
+    (a dataset or file type), or asked for every matching session, the
+    selection becomes the matching files of those sessions.
+    """
+    data = form.cleaned_data
+    file_filter = _file_filter(search)
+    sessions = Session.objects.filter(pk__in=data["session"])
+    files = RawFile.objects.filter(pk__in=data["file"])
+    if data["all_matching"]:
+        sessions = file_filter.sessions()
+    if file_filter.narrows_files or data["all_matching"]:
+        matching = file_filter.files(RawFile.objects.filter(session__in=sessions.values("pk")))
+        files = RawFile.objects.filter(Q(pk__in=matching.values("pk")) | Q(pk__in=data["file"]))
+        return {"files": files, "sessions": None}
+    return {"files": list(files) or None, "sessions": list(sessions) or None}
+
+
+def _file_filter(search):
+    if not search.is_valid():
+        return catalog_queries.FileFilter()
+    data = search.cleaned_data
+    subjects, _ = catalog_queries.subjects_for_keys(catalog_queries.split_subject_keys(data["subjects"]))
+    return catalog_queries.FileFilter(
+        subjects=subjects,
+        date_from=data["date_from"],
+        date_to=data["date_to"],
+        dataset_type=data["dataset_type"],
+        file_type=data["file_type"],
+    )
+
+
+@login_required
+@require_POST
+def retrieve(request):
+    """Preview a retrieval (what will be copied, what is already there, what is
+    not archived), then queue it when the person confirms."""
+    if not request.user.can_retrieve:
+        messages.error(request, "Your account cannot retrieve files.")
+        return redirect("catalog:search")
+    search = SearchForm(request.POST, file_types=catalog_queries.file_types())
+    form = RetrievalForm(request.POST)
+    carried = [
+        (name, value)
+        for name, values in request.POST.lists()
+        if name not in {"csrfmiddlewaretoken", "step"}
+        for value in values
+    ]
+    context = {"form": form, "search": search, "carried": carried, "nav": "search"}
+    if not form.is_valid():
+        return _render_preview(request, context)
+    selection = _selection(form, search)
+    destination = form.cleaned_data["destination"]
+    try:
+        if request.POST.get("step") == "confirm":
+            jobs = services.request_retrieval(**selection, destination=destination, user=request.user)
+            return _retrieval_queued(request, jobs)
+        preview = services.preview_retrieval(**selection, destination=destination)
+    except services.Refusal as refusal:
+        context["refusal"] = str(refusal)
+        return _render_preview(request, context)
+    context.update({"preview": preview, "destination": destination, "sample": preview.files[:PREVIEW_SAMPLE]})
+    return _render_preview(request, context)
+
+
+def _render_preview(request, context):
+    return _render(request, "transfers/job_retrieve.html", "transfers/_job_retrieve_preview.html", context)
+
+
+def _retrieval_queued(request, jobs):
+    if not jobs:
+        messages.info(request, "Nothing to retrieve: every selected file is already at the destination.")
+        return redirect("catalog:search")
+    messages.success(request, f"Retrieval queued: {_job_numbers(jobs)}.")
+    if len(jobs) == 1:
+        url = reverse("transfers:job", args=[jobs[0].pk])
+    else:
+        url = reverse("transfers:jobs") + f"?user={request.user.pk}"
+    return redirect(url)
+

@@ -1,0 +1,669 @@
+"""The dashboard's pages as lab staff use them: subjects, a subject's sessions,
+archiving a session, searching and retrieving, and watching transfers."""
+
+import datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from catalog import naming
+from catalog.models import (
+    Backend,
+    FileType,
+    LocationRole,
+    RawFile,
+    Replica,
+    ReplicaSource,
+    ReplicaState,
+    Session,
+    StorageLocation,
+    Subject,
+)
+from tests.factories import UserFactory
+from transfers.models import JobKind, JobState, TaskState, TransferItem, TransferJob, TransferTask
+
+FILE_SIZE = 1000
+
+
+def location(alias, root, *, role=LocationRole.LOCAL, writable=False, backend=Backend.FILESYSTEM, **fields):
+    defaults = {
+        "role": role,
+        "dataset_type": naming.RAW_EPHYS,
+        "backend": backend,
+        "writable": writable,
+        "root_path": "/ePhys" if backend == Backend.GLOBUS else "/",
+        "local_path": "" if backend == Backend.GLOBUS else str(Path(root) / alias),
+        **fields,
+    }
+    found, _ = StorageLocation.objects.get_or_create(alias=alias, defaults=defaults)
+    return found
+
+
+def locations(root):
+    """The lab's locations: a rig disk, the archive, a writable scratch disk and a read-only one."""
+    return SimpleNamespace(
+        rig=location("rig-ephys", root),
+        archive=location("archive-ephys", root, role=LocationRole.ARCHIVE),
+        scratch=location("scratch-ephys", root, writable=True),
+        readonly=location("readonly-ephys", root),
+    )
+
+
+def build_catalog(
+    root,
+    *,
+    subjects=1,
+    sessions=2,
+    files=3,
+    archived=0,
+    prefix="tw",
+    first_subject_id=407000,
+    write_files=False,
+):
+    """``subjects`` subjects with ``sessions`` sessions of ``files`` ephys files
+    each, all on the rig disk; the first ``archived`` sessions of each subject
+    are also in the archive. With ``write_files`` the files exist on disk."""
+    places = locations(root)
+    ap_bin = FileType.objects.get(name="ephys-raw-neuropixels-ap-bin")
+    ap_meta = FileType.objects.get(name="ephys-raw-neuropixels-ap-meta")
+    start = Subject.objects.filter(water_restriction_number__startswith=prefix).count()
+    new_subjects = Subject.objects.bulk_create(
+        Subject(water_restriction_number=f"{prefix}{start + n + 1}", subject_id=first_subject_id + start + n)
+        for n in range(subjects)
+    )
+    new_sessions = Session.objects.bulk_create(
+        Session(
+            subject=subject,
+            session_date=datetime.date(2019, 7, 1) + datetime.timedelta(days=n),
+            ident="" if n % 3 else "1" if n else "",
+            rig="rig-1",
+        )
+        for subject in new_subjects
+        for n in range(sessions)
+    )
+    raw_files = []
+    for session in new_sessions:
+        folder = session.folder(naming.RAW_EPHYS)
+        for n in range(files):
+            probe = n % 2 + 1
+            probe_folder = naming.probe_folder(
+                session.subject.water_restriction_number, session.session_date, session.ident, probe
+            )
+            suffix = "ap.bin" if n % 2 == 0 else "ap.meta"
+            raw_files.append(
+                RawFile(
+                    session=session,
+                    dataset_type=naming.RAW_EPHYS,
+                    subpath=f"{folder}/{probe_folder}/part{n}_t0.imec{probe - 1}.{suffix}",
+                    probe_insertion=probe,
+                    file_type=ap_bin if suffix == "ap.bin" else ap_meta,
+                    size=FILE_SIZE,
+                )
+            )
+    raw_files = RawFile.objects.bulk_create(raw_files, batch_size=1000)
+    archived_ids = {
+        session.pk
+        for session in new_sessions
+        if (session.session_date - datetime.date(2019, 7, 1)).days < archived
+    }
+    replicas = []
+    for raw_file in raw_files:
+        replicas.append(Replica(file=raw_file, location=places.rig, source=ReplicaSource.SCAN))
+        if raw_file.session_id in archived_ids:
+            replicas.append(Replica(file=raw_file, location=places.archive, source=ReplicaSource.DISCOVER))
+    Replica.objects.bulk_create(replicas, batch_size=1000)
+    if write_files:
+        for raw_file in raw_files:
+            targets = [places.rig] + ([places.archive] if raw_file.session_id in archived_ids else [])
+            for place in targets:
+                path = Path(place.local_path) / raw_file.subpath
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(b"\0" * raw_file.size)
+    return SimpleNamespace(
+        places=places, subjects=new_subjects, sessions=new_sessions, files=raw_files, **vars(places)
+    )
+
+
+def make_job(
+    *,
+    kind=JobKind.ARCHIVE,
+    state=JobState.ACTIVE,
+    session=None,
+    files=(),
+    user=None,
+    source,
+    destination,
+    **fields,
+):
+    final = state in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELED)
+    job = TransferJob.objects.create(
+        kind=kind,
+        state=state,
+        session=session,
+        source=source,
+        destination=destination,
+        requested_by=user,
+        label=fields.pop("label", f"{kind} test"),
+        files_total=len(files),
+        bytes_total=sum(f.size for f in files),
+        finished_at=timezone.now() if final else None,
+        **fields,
+    )
+    TransferItem.objects.bulk_create(TransferItem(job=job, file=f) for f in files)
+    return job
+
+
+def html(response):
+    return response.content.decode()
+
+
+@pytest.fixture
+def catalog(db, tmp_path):
+    return build_catalog(tmp_path, subjects=1, sessions=3, files=4, archived=1)
+
+
+# Subjects ---------------------------------------------------------------------
+
+
+def test_pages_need_a_login(client, db):
+    for url in (reverse("catalog:subjects"), reverse("catalog:search"), reverse("transfers:jobs")):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert "/accounts/login/" in response["Location"]
+
+
+def test_subjects_are_found_by_part_of_their_water_restriction_number_or_id(viewer_client, tmp_path):
+    build_catalog(tmp_path, subjects=3, sessions=2, files=2, archived=1, prefix="dl")
+    Subject.objects.create(water_restriction_number="SC26", subject_id=512345)
+
+    page = html(viewer_client.get(reverse("catalog:subjects"), {"q": "DL"}))
+    assert "dl1" in page and "dl3" in page and "SC26" not in page
+
+    page = html(viewer_client.get(reverse("catalog:subjects"), {"q": "sc2"}))
+    assert "SC26" in page and "dl1" not in page
+
+    page = html(viewer_client.get(reverse("catalog:subjects"), {"q": "1234"}))
+    assert "SC26" in page and "dl1" not in page
+
+    page = html(viewer_client.get(reverse("catalog:subjects"), {"q": "nobody"}))
+    assert "No subject matches" in page
+
+
+def test_subject_rows_count_sessions_files_bytes_and_the_archived_share(viewer_client, tmp_path):
+    build_catalog(tmp_path, subjects=1, sessions=4, files=5, archived=1, prefix="dl")
+    response = viewer_client.get(reverse("catalog:subjects"))
+    subject = response.context["subjects"][0]
+    assert (subject.session_count, subject.file_count, subject.total_bytes) == (4, 20, 20 * FILE_SIZE)
+    assert (subject.archived_files, subject.archived_bytes, subject.archived_percent) == (
+        5,
+        5 * FILE_SIZE,
+        25,
+    )
+    assert "25% · 5 of 20 files" in html(response)
+
+
+def test_live_search_returns_only_the_rows(viewer_client, tmp_path):
+    build_catalog(tmp_path, subjects=2, prefix="dl")
+    response = viewer_client.get(reverse("catalog:subjects"), {"q": "dl2"}, headers={"HX-Request": "true"})
+    page = html(response)
+    assert "<html" not in page and "dl2" in page and ">dl1<" not in page
+    assert "HX-Request" in response["Vary"]
+
+
+def test_subjects_are_paginated(viewer_client, tmp_path):
+    build_catalog(tmp_path, subjects=55, sessions=0, files=0, prefix="sc")
+    first = viewer_client.get(reverse("catalog:subjects"))
+    assert len(first.context["subjects"]) == 50
+    assert "Page 1 of 2" in html(first)
+    second = viewer_client.get(reverse("catalog:subjects"), {"page": 2})
+    assert len(second.context["subjects"]) == 5
+
+
+# Subject page -------------------------------------------------------------------
+
+
+def test_subject_page_is_found_by_water_restriction_number_or_id(viewer_client, catalog):
+    subject = catalog.subjects[0]
+    assert (
+        viewer_client.get(
+            reverse("catalog:subject", args=[subject.water_restriction_number.upper()])
+        ).status_code
+        == 200
+    )
+    assert viewer_client.get(reverse("catalog:subject", args=[subject.subject_id])).status_code == 200
+    assert viewer_client.get(reverse("catalog:subject", args=["zz99"])).status_code == 404
+
+
+def test_subject_page_lists_sessions_with_their_files_and_status(viewer_client, catalog):
+    subject = catalog.subjects[0]
+    response = viewer_client.get(reverse("catalog:subject", args=[subject.water_restriction_number]))
+    page = html(response)
+    sessions = response.context["sessions"]
+    assert [s.session_date for s in sessions] == sorted(s.session_date for s in sessions)
+    assert [s.summary["status"] for s in sessions] == ["archived", "local-only", "local-only"]
+    first = sessions[0]
+    assert first.summary["files"] == 4 and first.summary["bytes"] == 4 * FILE_SIZE
+    assert first.summary["probes"] == [1, 2]
+    assert "2019-07-01" in page and "raw-ephys" in page and "probes 1, 2" in page
+    assert "4 files, 4 archived" in page
+    assert catalog.files[0].subpath in page
+
+
+def test_session_statuses(viewer_client, catalog, archivist):
+    first, second, third = catalog.sessions
+    # One file of the second session archived, one file of the third with no copy at all.
+    Replica.objects.create(file=second.files.first(), location=catalog.archive, source=ReplicaSource.ARCHIVE)
+    Replica.objects.filter(file__session=third).update(state=ReplicaState.MISSING)
+    response = viewer_client.get(reverse("catalog:subject", args=[catalog.subjects[0].subject_id]))
+    statuses = [s.summary["status_label"] for s in response.context["sessions"]]
+    assert statuses == ["archived", "partly archived", "missing copies"]
+
+    make_job(session=third, source=catalog.rig, destination=catalog.archive, user=archivist)
+    response = viewer_client.get(reverse("catalog:subject", args=[catalog.subjects[0].subject_id]))
+    assert response.context["sessions"][2].summary["status_label"] == "archiving"
+    page = html(response)
+    assert 'hx-trigger="every 2s [!document.hidden]' in page
+
+
+def test_archivists_see_archive_buttons_and_viewers_do_not(client, catalog, viewer, archivist):
+    url = reverse("catalog:subject", args=[catalog.subjects[0].water_restriction_number])
+    client.force_login(viewer)
+    assert "Archive</button>" not in html(client.get(url))
+    client.force_login(archivist)
+    page = html(client.get(url))
+    # The archived session has no button; the two local-only ones have one each.
+    assert page.count("Archive</button>") == 2
+    assert f'hx-post="{reverse("transfers:archive_session", args=[catalog.sessions[1].pk])}"' in page
+
+
+def test_subject_sessions_are_paginated(viewer_client, tmp_path):
+    built = build_catalog(tmp_path, subjects=1, sessions=55, files=1)
+    url = reverse("catalog:subject", args=[built.subjects[0].water_restriction_number])
+    assert len(viewer_client.get(url).context["sessions"]) == 50
+    assert len(viewer_client.get(url, {"page": 2}).context["sessions"]) == 5
+
+
+# Archiving ------------------------------------------------------------------------
+
+
+def test_archive_with_htmx_queues_a_job_and_answers_with_its_live_progress(
+    archivist_client, catalog, archivist
+):
+    session = catalog.sessions[1]
+    response = archivist_client.post(
+        reverse("transfers:archive_session", args=[session.pk]), headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 200
+    job = TransferJob.objects.get(session=session)
+    assert (job.kind, job.state, job.requested_by, job.files_total) == ("archive", "queued", archivist, 4)
+    page = html(response)
+    assert "<html" not in page
+    assert f'id="session-{session.pk}-status"' in page
+    assert f'hx-get="{reverse("transfers:job_progress", args=[job.pk])}"' in page
+    assert "every 2s [!document.hidden]" in page and "archiving" in page
+
+
+def test_archive_without_javascript_redirects_back_with_a_message(archivist_client, catalog):
+    session = catalog.sessions[1]
+    response = archivist_client.post(reverse("transfers:archive_session", args=[session.pk]), follow=True)
+    assert response.redirect_chain[-1][0].endswith(f"#session-{session.pk}")
+    assert "queued" in html(response)
+    assert response.context["sessions"][1].summary["status"] == "archiving"
+
+
+def test_a_viewer_cannot_archive(viewer_client, catalog):
+    session = catalog.sessions[1]
+    url = reverse("transfers:archive_session", args=[session.pk])
+    response = viewer_client.post(url, headers={"HX-Request": "true"})
+    assert response.status_code == 200
+    assert "Only archivists" in html(response)
+    response = viewer_client.post(url, follow=True)
+    assert "Only archivists" in html(response)
+    assert not TransferJob.objects.exists()
+
+
+def test_archiving_an_archived_session_is_refused_in_words(archivist_client, catalog):
+    response = archivist_client.post(
+        reverse("transfers:archive_session", args=[catalog.sessions[0].pk]), follow=True
+    )
+    assert response.status_code == 200
+    assert "already archived" in html(response)
+    assert not TransferJob.objects.exists()
+
+
+def test_archiving_twice_is_refused_in_words(archivist_client, catalog):
+    url = reverse("transfers:archive_session", args=[catalog.sessions[1].pk])
+    archivist_client.post(url)
+    response = archivist_client.post(url, headers={"HX-Request": "true"})
+    assert "already being archived" in html(response)
+    assert TransferJob.objects.count() == 1
+
+
+def test_archive_is_a_post_with_csrf(catalog, archivist):
+    url = reverse("transfers:archive_session", args=[catalog.sessions[1].pk])
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(archivist)
+    assert client.get(url).status_code == 405
+    assert client.post(url).status_code == 403
+    assert not TransferJob.objects.exists()
+
+
+def test_job_progress_polls_until_the_job_is_final(viewer_client, catalog):
+    job = make_job(
+        session=catalog.sessions[1], source=catalog.rig, destination=catalog.archive, bytes_done=500
+    )
+    url = reverse("transfers:job_progress", args=[job.pk])
+    page = html(viewer_client.get(url))
+    assert "hx-trigger" in page and "archiving" in page
+    TransferJob.transition(job.pk, from_states={JobState.ACTIVE}, to_state=JobState.SUCCEEDED)
+    page = html(viewer_client.get(url))
+    assert "hx-trigger" not in page and "hx-get" not in page and "archived" in page
+
+
+# Transfers page --------------------------------------------------------------------
+
+
+@pytest.fixture
+def jobs(catalog, viewer, archivist):
+    other = build_catalog(
+        catalog.rig.local_path.rsplit("/", 1)[0],
+        subjects=1,
+        sessions=1,
+        files=2,
+        prefix="dl",
+        first_subject_id=408000,
+    )
+    return SimpleNamespace(
+        archiving=make_job(
+            session=catalog.sessions[1],
+            files=catalog.sessions[1].files.all(),
+            user=archivist,
+            source=catalog.rig,
+            destination=catalog.archive,
+        ),
+        retrieved=make_job(
+            kind=JobKind.RETRIEVE,
+            state=JobState.SUCCEEDED,
+            files=other.sessions[0].files.all(),
+            user=viewer,
+            source=catalog.archive,
+            destination=catalog.scratch,
+            label="Retrieve dl1",
+        ),
+        failed=make_job(
+            session=catalog.sessions[2],
+            state=JobState.FAILED,
+            user=archivist,
+            source=catalog.rig,
+            destination=catalog.archive,
+            error_code="permanent",
+            error_message="The archive collection is full.",
+        ),
+        other_subject=other.subjects[0],
+    )
+
+
+def test_transfers_page_lists_every_job_and_polls_while_one_runs(viewer_client, jobs):
+    response = viewer_client.get(reverse("transfers:jobs"))
+    page = html(response)
+    assert len(response.context["jobs"]) == 3
+    for job in (jobs.archiving, jobs.retrieved, jobs.failed):
+        assert f'id="job-row-{job.pk}"' in page
+    assert "archivist@lab.example.org" in page and "viewer@lab.example.org" in page
+    assert 'hx-trigger="every 2s [!document.hidden]' in page
+
+
+def test_transfers_page_stops_polling_when_every_job_is_final(viewer_client, jobs):
+    TransferJob.transition(jobs.archiving.pk, from_states={JobState.ACTIVE}, to_state=JobState.CANCELED)
+    page = html(viewer_client.get(reverse("transfers:jobs"), headers={"HX-Request": "true"}))
+    assert "<html" not in page and 'id="job-table"' in page
+    assert "hx-trigger" not in page
+
+
+def test_transfers_page_filters(viewer_client, jobs, viewer, catalog):
+    def listed(**params):
+        return {job.pk for job in viewer_client.get(reverse("transfers:jobs"), params).context["jobs"]}
+
+    assert listed(state="unfinished") == {jobs.archiving.pk}
+    assert listed(state="failed") == {jobs.failed.pk}
+    assert listed(state="finished") == {jobs.retrieved.pk, jobs.failed.pk}
+    assert listed(user=viewer.pk) == {jobs.retrieved.pk}
+    assert listed(subject=catalog.subjects[0].water_restriction_number) == {jobs.archiving.pk, jobs.failed.pk}
+    assert listed(subject=jobs.other_subject.subject_id) == {jobs.retrieved.pk}
+    response = viewer_client.get(reverse("transfers:jobs"), {"subject": "zz1"})
+    assert "No subject zz1" in html(response)
+
+
+def test_job_page_shows_items_errors_and_progress(viewer_client, jobs):
+    page = html(viewer_client.get(reverse("transfers:job", args=[jobs.failed.pk])))
+    assert "This job failed." in page and "The archive collection is full." in page
+    assert "hx-trigger" not in page
+
+    response = viewer_client.get(reverse("transfers:job", args=[jobs.archiving.pk]))
+    page = html(response)
+    assert response.context["page"].paginator.count == 4
+    assert jobs.archiving.items.first().file.subpath in page
+    assert 'hx-trigger="every 2s [!document.hidden]' in page
+
+
+def test_job_items_are_paginated(viewer_client, tmp_path, archivist):
+    built = build_catalog(tmp_path, subjects=1, sessions=1, files=150)
+    job = make_job(session=built.sessions[0], files=built.files, source=built.rig, destination=built.archive)
+    response = viewer_client.get(reverse("transfers:job", args=[job.pk]))
+    assert len(response.context["page"].object_list) == 100
+    assert "Page 1 of 2" in html(response)
+    assert len(viewer_client.get(reverse("transfers:job", args=[job.pk]), {"page": 2}).context["page"]) == 50
+
+
+def test_globus_jobs_link_to_their_tasks_in_the_globus_web_app(viewer_client, db, tmp_path, settings):
+    settings.GLOBUS_WEB_APP_URL = "https://app.globus.example.org"
+    archive = location(
+        "petrel-video",
+        tmp_path,
+        role=LocationRole.ARCHIVE,
+        backend=Backend.GLOBUS,
+        dataset_type=naming.RAW_VIDEO,
+        collection_id="5b875fda-4185-11e8-bb52-0ac6873fc732",
+    )
+    rig = location(
+        "rig-video",
+        tmp_path,
+        backend=Backend.GLOBUS,
+        dataset_type=naming.RAW_VIDEO,
+        collection_id="11111111-2222-3333-4444-555555555555",
+    )
+    session = build_catalog(tmp_path, files=1).sessions[0]
+    job = make_job(session=session, source=rig, destination=archive)
+    TransferTask.objects.create(job=job, number=1, task_id="aaaa-bbbb", state=TaskState.ACTIVE)
+    page = html(viewer_client.get(reverse("transfers:job", args=[job.pk])))
+    assert 'href="https://app.globus.example.org/activity/aaaa-bbbb"' in page
+
+
+def test_jobs_waiting_for_a_login_say_so(client, jobs, archivist):
+    TransferJob.objects.filter(pk=jobs.archiving.pk).update(
+        state=JobState.NEEDS_LOGIN,
+        error_code="ConsentRequired",
+        error_message="petrel needs data_access consent.",
+    )
+    client.force_login(archivist)
+    page = html(client.get(reverse("transfers:job", args=[jobs.archiving.pk])))
+    assert "log in to Globus again" in page and "grant it" in page and "Log in again" in page
+
+
+def test_requester_and_archivists_can_cancel_others_cannot(client, jobs, catalog, viewer):
+    mine = make_job(
+        kind=JobKind.RETRIEVE,
+        state=JobState.QUEUED,
+        user=viewer,
+        source=catalog.archive,
+        destination=catalog.scratch,
+    )
+    someone_else = jobs.archiving
+    TransferJob.objects.filter(pk=someone_else.pk).update(state=JobState.QUEUED)
+    client.force_login(viewer)
+    assert "Cancel job" not in html(client.get(reverse("transfers:job", args=[someone_else.pk])))
+    response = client.post(reverse("transfers:cancel", args=[someone_else.pk]), follow=True)
+    assert "can cancel this job" in html(response)
+    assert TransferJob.objects.get(pk=someone_else.pk).state == JobState.QUEUED
+
+    assert "Cancel job" in html(client.get(reverse("transfers:job", args=[mine.pk])))
+    response = client.post(reverse("transfers:cancel", args=[mine.pk]), follow=True)
+    assert f"Job #{mine.pk} is canceled." in html(response)
+    assert TransferJob.objects.get(pk=mine.pk).state == JobState.CANCELED
+
+    client.force_login(UserFactory(username="keeper@lab.example.org", role="archivist"))
+    client.post(reverse("transfers:cancel", args=[someone_else.pk]))
+    assert TransferJob.objects.get(pk=someone_else.pk).state == JobState.CANCELED
+
+
+def test_canceling_a_finished_job_is_refused_in_words(archivist_client, jobs):
+    response = archivist_client.post(reverse("transfers:cancel", args=[jobs.failed.pk]), follow=True)
+    assert response.status_code == 200
+    assert "already" in html(response)
+
+
+# Search and retrieve ------------------------------------------------------------------
+
+
+@pytest.fixture
+def lab(db, tmp_path):
+    dl = build_catalog(tmp_path, subjects=2, sessions=3, files=4, archived=2, prefix="dl")
+    sc = build_catalog(
+        tmp_path, subjects=1, sessions=2, files=2, archived=2, prefix="SC", first_subject_id=512000
+    )
+    return SimpleNamespace(dl=dl, sc=sc, **vars(dl.places))
+
+
+def test_search_by_several_subjects_dates_and_types(viewer_client, lab):
+    def found(**params):
+        response = viewer_client.get(reverse("catalog:search"), params)
+        return response, [
+            (s.subject.water_restriction_number, s.session_date.day) for s in response.context["sessions"]
+        ]
+
+    _, sessions = found(subjects="dl1, 512000")
+    assert sessions == [("dl1", 1), ("dl1", 2), ("dl1", 3), ("SC1", 1), ("SC1", 2)]
+    _, sessions = found(subjects="DL2", date_from="2019-07-02", date_to="2019-07-02")
+    assert sessions == [("dl2", 2)]
+    response, sessions = found(subjects="dl1", file_type="ephys-raw-neuropixels-ap-meta")
+    assert len(sessions) == 3
+    assert all(
+        f.file_type.name == "ephys-raw-neuropixels-ap-meta"
+        for s in response.context["sessions"]
+        for f in s.matching_files
+    )
+    _, sessions = found(subjects="dl1", dataset_type="raw-video")
+    assert sessions == []
+    response, sessions = found(subjects="dl1 zz9")
+    assert len(sessions) == 3 and "No subject named zz9" in html(response)
+    response, sessions = found(subjects="zz9")
+    assert sessions == []
+
+
+def test_search_lists_only_writable_destinations(viewer_client, lab):
+    page = html(viewer_client.get(reverse("catalog:search"), {"subjects": "dl1"}))
+    assert '<option value="scratch-ephys">' in page
+    assert 'value="readonly-ephys"' not in page and 'value="archive-ephys"' not in page
+
+
+def test_search_without_criteria_asks_for_some(viewer_client, lab):
+    page = html(viewer_client.get(reverse("catalog:search")))
+    assert "Name one or more subjects" in page
+    page = html(
+        viewer_client.get(reverse("catalog:search"), {"date_from": "2019-08-01", "date_to": "2019-07-01"})
+    )
+    assert "The end date is before the start date." in page
+
+
+def test_search_with_htmx_returns_the_results_only(viewer_client, lab):
+    page = html(
+        viewer_client.get(reverse("catalog:search"), {"subjects": "dl1"}, headers={"HX-Request": "true"})
+    )
+    assert "<html" not in page and 'id="retrieve-form"' in page
+
+
+def test_preview_says_what_a_retrieval_would_copy(viewer_client, lab):
+    dl1 = lab.dl.sessions[:3]
+    # One archived file is already on the scratch disk.
+    Replica.objects.create(file=dl1[0].files.first(), location=lab.scratch, source=ReplicaSource.RETRIEVE)
+    response = viewer_client.post(
+        reverse("transfers:retrieve"),
+        {
+            "session": [dl1[0].pk, dl1[2].pk],
+            "destination": "scratch-ephys",
+            "step": "preview",
+            "subjects": "dl1",
+        },
+        headers={"HX-Request": "true"},
+    )
+    preview = response.context["preview"]
+    assert (preview.file_count, preview.total_bytes) == (3, 3 * FILE_SIZE)
+    assert (preview.already_at_destination, preview.not_archived) == (1, 4)
+    page = html(response)
+    assert "<html" not in page
+    assert "will be copied" in page and "already at scratch-ephys" in page and "not archived" in page
+    assert 'name="step" value="confirm"' in page
+    assert not TransferJob.objects.exists()
+
+
+def test_preview_of_single_files_and_of_a_narrowed_search(viewer_client, lab):
+    session = lab.dl.sessions[0]
+    files = list(session.files.order_by("subpath"))
+    response = viewer_client.post(
+        reverse("transfers:retrieve"),
+        {"file": [files[0].pk], "destination": "scratch-ephys", "step": "preview"},
+    )
+    assert response.context["preview"].file_count == 1
+    assert "<html" in html(response)
+
+    response = viewer_client.post(
+        reverse("transfers:retrieve"),
+        {
+            "session": [session.pk],
+            "file_type": "ephys-raw-neuropixels-ap-meta",
+            "destination": "scratch-ephys",
+        },
+    )
+    assert {f.file_type.name for f in response.context["preview"].files} == {"ephys-raw-neuropixels-ap-meta"}
+
+    response = viewer_client.post(
+        reverse("transfers:retrieve"),
+        {"all_matching": "1", "subjects": "SC1", "destination": "scratch-ephys"},
+    )
+    assert response.context["preview"].file_count == 4
+
+
+def test_confirming_a_retrieval_queues_it_and_shows_the_job(viewer_client, lab, viewer):
+    session = lab.dl.sessions[0]
+    response = viewer_client.post(
+        reverse("transfers:retrieve"),
+        {"session": [session.pk], "destination": "scratch-ephys", "step": "confirm"},
+    )
+    job = TransferJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == reverse("transfers:job", args=[job.pk])
+    assert (job.kind, job.requested_by, job.destination, job.files_total) == (
+        "retrieve",
+        viewer,
+        lab.scratch,
+        4,
+    )
+
+
+def test_retrieval_refusals_are_messages(viewer_client, lab):
+    not_archived = lab.dl.sessions[2]
+    response = viewer_client.post(
+        reverse("transfers:retrieve"),
+        {"session": [not_archived.pk], "destination": "scratch-ephys", "step": "confirm"},
+    )
+    assert response.status_code == 200 and "None of the selected files is archived yet" in html(response)
+    response = viewer_client.post(
+        reverse("transfers:retrieve"), {"session": [not_archived.pk], "destination": "readonly-ephys"}
+    )
+    assert response.status_code == 200 and "choose a writable one" in html(response)
+    response = viewer_client.post(reverse("transfers:retrieve"), {"destination": "scratch-ephys"})
+    assert "Select at least one session or file" in html(response)
+    assert not TransferJob.objects.exists()

@@ -1,0 +1,97 @@
+"""Read-side queries for the transfer pages, each a fixed number of SQL queries
+whatever the number of jobs and items."""
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db.models import Exists, OuterRef, Q
+
+from catalog import queries as catalog_queries
+from catalog.models import Backend
+from transfers.models import FINAL_STATES, UNFINISHED_STATES, JobKind, JobState, TransferItem, TransferJob
+
+# The state menu of the transfers page: the two groups first, then each state.
+STATE_FILTERS = {
+    "unfinished": ("Unfinished", UNFINISHED_STATES),
+    "finished": ("Finished", FINAL_STATES),
+    **{state.value: (state.label, (state,)) for state in JobState},
+}
+
+# What a person can do about a job's error, by error code.
+ERROR_ADVICE = {
+    "LoginRequired": "Your Globus login has expired or was revoked. Log in again and the job goes on.",
+    "ConsentRequired": "A collection needs your consent before the portal can reach its data. "
+    "Log in again and grant it; the job then goes on.",
+    "transient": "Globus could not be reached for a while; the portal keeps trying.",
+}
+
+
+def unfinished_archive_jobs(session_ids):
+    """{session id: [unfinished archive jobs]} for the given sessions, in one query."""
+    jobs = {}
+    for job in TransferJob.objects.filter(
+        kind=JobKind.ARCHIVE, state__in=UNFINISHED_STATES, session__in=list(session_ids)
+    ).order_by("created_at", "pk"):
+        jobs.setdefault(job.session_id, []).append(job)
+    return jobs
+
+
+# The subject page shows "archiving" and a progress bar for these sessions.
+catalog_queries.register_session_jobs(unfinished_archive_jobs)
+
+
+def jobs(*, state="", user=None, subject=None):
+    """Jobs, newest first, with what their rows show, narrowed by state (a key of
+    ``STATE_FILTERS``), requester and subject (the session archived or a file retrieved)."""
+    queryset = TransferJob.objects.select_related(
+        "source", "destination", "requested_by", "session__subject"
+    ).order_by("-created_at", "-pk")
+    if state in STATE_FILTERS:
+        queryset = queryset.filter(state__in=STATE_FILTERS[state][1])
+    if user is not None:
+        queryset = queryset.filter(requested_by=user)
+    if subject is not None:
+        retrieved = TransferItem.objects.filter(job=OuterRef("pk"), file__session__subject=subject)
+        queryset = queryset.filter(Q(session__subject=subject) | Exists(retrieved))
+    return queryset
+
+
+def requesters():
+    """The people who asked for at least one job, for the transfers page's menu."""
+    return list(
+        get_user_model()
+        .objects.filter(Exists(TransferJob.objects.filter(requested_by=OuterRef("pk"))))
+        .order_by("username")
+    )
+
+
+def job(pk):
+    """One job with its locations, requester and backend tasks, or None."""
+    return (
+        TransferJob.objects.select_related("source", "destination", "requested_by", "session__subject")
+        .prefetch_related("tasks")
+        .filter(pk=pk)
+        .first()
+    )
+
+
+def job_items(job):
+    """The job's items by file path, with their files."""
+    return (
+        TransferItem.objects.filter(job=job)
+        .select_related("file")
+        .only("pk", "state", "error_message", "file__subpath", "file__size", "file__dataset_type")
+        .order_by("file__subpath", "pk")
+    )
+
+
+def uses_globus(job):
+    return Backend.GLOBUS in (job.source.backend, job.destination.backend)
+
+
+def globus_task_links(job):
+    """(task, URL in the Globus web app) for each submitted task of a Globus job."""
+    if not uses_globus(job):
+        return []
+    base = settings.GLOBUS_WEB_APP_URL.rstrip("/")
+    return [(task, f"{base}/activity/{task.task_id}") for task in job.tasks.all() if task.task_id]
+
