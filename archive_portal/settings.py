@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
+    "allauth.socialaccount.providers.globus",
 ]
 
 MIDDLEWARE = [
@@ -82,6 +83,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "archive_portal.middleware.GlobusErrorMiddleware",
 ]
 
 ROOT_URLCONF = "archive_portal.urls"
@@ -178,6 +180,10 @@ GLOBUS_WEB_APP_URL = os.environ.get("GLOBUS_WEB_APP_URL", "https://app.globus.or
 PORTAL_TOKEN_KEYS = env_list("PORTAL_TOKEN_KEYS")
 PORTAL_ALLOWED_DOMAINS = env_list("PORTAL_ALLOWED_DOMAINS")
 PORTAL_ALLOWED_GLOBUS_GROUP = os.environ.get("PORTAL_ALLOWED_GLOBUS_GROUP", "")
+PORTAL_DEVELOPMENT = env_bool("PORTAL_DEVELOPMENT")
+# Local accounts are made by admins; self-service signup only when asked for
+# and never while Globus login is on (it would bypass the allow-list).
+PORTAL_LOCAL_SIGNUP = env_bool("PORTAL_LOCAL_SIGNUP")
 
 # Transfers
 # A job larger than this is split into several Globus tasks.
@@ -196,6 +202,15 @@ SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_LOGIN_ON_GET = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
 SOCIALACCOUNT_AUTO_SIGNUP = True
+ACCOUNT_ADAPTER = "archive_portal.globus.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "archive_portal.globus.SocialAccountAdapter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "archive_portal.middleware.TokenSafeExceptionReporterFilter"
+SOCIALACCOUNT_PROVIDERS = {
+    "globus": {
+        "provider_class": "archive_portal.globus.PortalGlobusProvider",
+        "APPS": [{"client_id": GLOBUS_CLIENT_ID, "secret": GLOBUS_CLIENT_SECRET}] if GLOBUS_CLIENT_ID else [],
+    }
+}
 
 # django-q2: retry must exceed timeout so a slow task is not run twice.
 Q_CLUSTER = {

@@ -170,8 +170,43 @@ def pop_tokens(user):
     return tokens
 
 
-def delete_token(user, resource_server):
-    GlobusToken.objects.filter(user=user, resource_server=resource_server).delete()
+@sensitive_variables()
+def _stored_refresh_token_is(user, resource_server, refresh_token):
+    """Lock the row and tell whether it still holds ``refresh_token``.
+
+    Workers keep authorizers around; a new login (or a logout) may have
+    replaced the tokens meanwhile, and an old authorizer must not overwrite
+    or delete the new ones. Call inside a transaction.
+    """
+    row = GlobusToken.objects.select_for_update().filter(user=user, resource_server=resource_server).first()
+    if row is None:
+        return None, False
+    try:
+        return row, decrypt(row.refresh_token_encrypted) == refresh_token
+    except VaultError:
+        return row, False
+
+
+@sensitive_variables()
+def save_refreshed_token(user, token_data, *, refreshed_with):
+    """Store tokens a refresh produced, unless the row moved on to another
+    refresh token (a newer login). Returns whether they were stored."""
+    with transaction.atomic():
+        row, same = _stored_refresh_token_is(user, token_data["resource_server"], refreshed_with)
+        if not same:
+            return False
+        save_token(user, token_data)
+    return True
+
+
+@sensitive_variables()
+def delete_token_if_refresh_token(user, resource_server, refresh_token):
+    """Delete the row if it still holds ``refresh_token`` (a dead grant)."""
+    with transaction.atomic():
+        row, same = _stored_refresh_token_is(user, resource_server, refresh_token)
+        if same:
+            row.delete()
+        return same
 
 
 def rotate_keys():

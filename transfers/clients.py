@@ -108,41 +108,57 @@ def call_globus(fn, *args, **kwargs):
 
 
 class VaultRefreshTokenAuthorizer(globus_sdk.RefreshTokenAuthorizer):
-    """A refresh-token authorizer whose dead grant means "log in again".
+    """A refresh-token authorizer tied to one user's vault entry.
 
-    A revoked or expired refresh token is dropped from the vault (it can never
-    work again) and surfaces as ``LoginRequired`` wherever the refresh
-    happens, even inside a TransferClient call.
+    Refreshed tokens are saved back (encrypted). A revoked or expired refresh
+    token is dropped from the vault (it can never work again) and surfaces as
+    ``LoginRequired`` wherever the refresh happens, even inside a
+    TransferClient call. An authorizer whose refresh token was replaced by a
+    newer login neither overwrites nor deletes the newer tokens.
     """
 
-    def __init__(self, refresh_token, auth_client, *, user, **kwargs):
+    def __init__(
+        self, refresh_token, auth_client, *, user, resource_server=TRANSFER_RESOURCE_SERVER, **kwargs
+    ):
         self._user = user
-        super().__init__(refresh_token, auth_client, **kwargs)
+        self._resource_server = resource_server
+        super().__init__(refresh_token, auth_client, on_refresh=self._save, **kwargs)
 
     def __repr__(self):
-        return f"<VaultRefreshTokenAuthorizer user={self._user.pk}>"
+        return f"<VaultRefreshTokenAuthorizer user={self._user.pk} resource_server={self._resource_server}>"
 
+    @sensitive_variables()
     def _get_token_response(self):
+        used = self.refresh_token
         try:
             return super()._get_token_response()
         except globus_sdk.AuthAPIError as err:
             if _is_dead_grant(err) or err.http_status == 401:
-                logger.info("Globus refresh token of user %s is no longer valid; dropped", self._user.pk)
-                vault.delete_token(self._user, TRANSFER_RESOURCE_SERVER)
+                if vault.delete_token_if_refresh_token(self._user, self._resource_server, used):
+                    logger.info("Globus refresh token of user %s is no longer valid; dropped", self._user.pk)
+                raise LoginRequired(
+                    "Your Globus login has expired or was revoked; log in with Globus again.",
+                    scopes=(TRANSFER_SCOPE,),
+                ) from err
             raise translate(err) from err
         except globus_sdk.NetworkError as err:
             raise translate(err) from err
 
-
-def _saver(user):
-    def on_refresh(token_response):
+    @sensitive_variables()
+    def _save(self, token_response):
+        # By now the authorizer may hold a rotated refresh token; the vault
+        # still holds the one this refresh started from.
         for data in token_response.by_resource_server.values():
-            vault.save_token(user, data)
+            if data["resource_server"] == self._resource_server:
+                vault.save_refreshed_token(self._user, data, refreshed_with=self._refreshed_with)
 
-    return on_refresh
+    @sensitive_variables()
+    def _get_new_access_token(self):
+        self._refreshed_with = self.refresh_token
+        super()._get_new_access_token()
 
 
-@sensitive_variables("token", "authorizer")
+@sensitive_variables()
 def transfer_client_for(user):
     """A TransferClient acting for ``user``; ``LoginRequired`` without usable tokens."""
     if user is None or not getattr(user, "pk", None):
@@ -157,9 +173,7 @@ def transfer_client_for(user):
     if token.access_token and token.expires_at_seconds:
         kwargs = {"access_token": token.access_token, "expires_at": token.expires_at_seconds}
     with globus_errors():
-        authorizer = VaultRefreshTokenAuthorizer(
-            token.refresh_token, auth_client(), user=user, on_refresh=_saver(user), **kwargs
-        )
+        authorizer = VaultRefreshTokenAuthorizer(token.refresh_token, auth_client(), user=user, **kwargs)
     return globus_sdk.TransferClient(authorizer=authorizer)
 
 
@@ -175,3 +189,29 @@ def transfer_client_for_job(job):
     if job.requested_by_id is None:
         return service_transfer_client()
     return transfer_client_for(job.requested_by)
+
+
+@sensitive_variables()
+def revoke_tokens(token_data):
+    """Revoke tokens at Globus Auth (refresh tokens first); failures are
+    logged, not raised: the portal forgets the tokens either way."""
+    if not client_configured():
+        return
+    values = []
+    for data in token_data:
+        values.extend(v for v in (data.get("refresh_token"), data.get("access_token")) if v)
+    if not values:
+        return
+    client = auth_client()
+    for value in values:
+        try:
+            client.oauth2_revoke_token(value)
+        except (globus_sdk.GlobusAPIError, globus_sdk.NetworkError) as err:
+            logger.warning("Globus token revocation failed: %s", type(err).__name__)
+
+
+def revoke_tokens_of(user):
+    """Revoke and forget all of ``user``'s Globus tokens (logout)."""
+    stored = vault.pop_tokens(user)
+    revoke_tokens({"refresh_token": t.refresh_token, "access_token": t.access_token} for t in stored)
+    return len(stored)
