@@ -142,7 +142,8 @@ class GlobusBackend(TransferBackend):
             if "TaskComplete" in err.code or err.code == "Conflict":
                 return True
             raise
-        return result.get("code") == "Canceled"
+        # "TaskComplete": it ended before the cancel arrived; the poll records how.
+        return result.get("code") in ("Canceled", "TaskComplete")
 
     # ----------------------------------------------------------- results
     def successful_paths(self, task):
