@@ -140,9 +140,9 @@ def _token_keys(value, prefix=""):
 
 def _token_warnings(data):
     return [
-        f"The file holds a token under {path!r}; it was not imported and is not shown. Tokens belong to "
-        "the application that obtained them: the portal gets its own when people log in with Globus. "
-        "Remove it from any copy of the file you keep."
+        f"The file holds a token under {path!r}; it was not imported and is not shown. A token belongs "
+        "to the application that obtained it (here the original pipeline); the portal gets its own "
+        "when people log in with Globus."
         for path in _token_keys(data)
     ]
 
@@ -386,7 +386,7 @@ def read_dj_local_conf(conf) -> LocationFile:
     storage = setting(STORAGE_LOCATIONS_KEY, custom, conf)
     endpoints = setting(LOCAL_ENDPOINTS_KEY, custom, conf)
     single = {key: setting(key, conf, custom) for key in LOCAL_ENDPOINT_KEYS}
-    if storage is None and endpoints is None and single["globus.local_endpoint"] is None:
+    if storage is None and endpoints is None and all(value is None for value in single.values()):
         result.problems.append(
             "The file names no storage locations: expected the portal's format (a JSON list of locations) "
             f"or a dj_local_conf.json with {STORAGE_LOCATIONS_KEY}, {LOCAL_ENDPOINTS_KEY} "
