@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from django.db.models import Max
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -61,7 +62,7 @@ def build_catalog(
     files=3,
     archived=0,
     prefix="tw",
-    first_subject_id=407000,
+    first_subject_id=None,
     write_files=False,
 ):
     """``subjects`` subjects with ``sessions`` sessions of ``files`` ephys files
@@ -71,6 +72,9 @@ def build_catalog(
     ap_bin = FileType.objects.get(name="ephys-raw-neuropixels-ap-bin")
     ap_meta = FileType.objects.get(name="ephys-raw-neuropixels-ap-meta")
     start = Subject.objects.filter(water_restriction_number__startswith=prefix).count()
+    if first_subject_id is None:
+        highest = Subject.objects.aggregate(highest=Max("subject_id"))["highest"]
+        first_subject_id = (highest or 406999) + 1 - start
     new_subjects = Subject.objects.bulk_create(
         Subject(water_restriction_number=f"{prefix}{start + n + 1}", subject_id=first_subject_id + start + n)
         for n in range(subjects)

@@ -28,9 +28,10 @@ ERROR_ADVICE = {
 def unfinished_archive_jobs(session_ids):
     """{session id: [unfinished archive jobs]} for the given sessions, in one query."""
     jobs = {}
-    for job in TransferJob.objects.filter(
+    unfinished = TransferJob.objects.filter(
         kind=JobKind.ARCHIVE, state__in=UNFINISHED_STATES, session__in=list(session_ids)
-    ).order_by("created_at", "pk"):
+    )
+    for job in unfinished.select_related("destination").order_by("created_at", "pk"):
         jobs.setdefault(job.session_id, []).append(job)
     return jobs
 
