@@ -17,6 +17,7 @@ import contextlib
 import logging
 
 import globus_sdk
+import globus_sdk.transport
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
@@ -43,7 +44,7 @@ def client_configured():
     return bool(settings.GLOBUS_CLIENT_ID and settings.GLOBUS_CLIENT_SECRET)
 
 
-def auth_client():
+def auth_client(*, retry_config=None, transport=None):
     """The portal's confidential Globus Auth client."""
     if not client_configured():
         raise PermanentError(
@@ -51,7 +52,10 @@ def auth_client():
             code="GlobusClientNotConfigured",
         )
     return globus_sdk.ConfidentialAppAuthClient(
-        client_id=settings.GLOBUS_CLIENT_ID, client_secret=settings.GLOBUS_CLIENT_SECRET
+        client_id=settings.GLOBUS_CLIENT_ID,
+        client_secret=settings.GLOBUS_CLIENT_SECRET,
+        retry_config=retry_config,
+        transport=transport,
     )
 
 
@@ -202,7 +206,11 @@ def revoke_tokens(token_data):
         values.extend(v for v in (data.get("refresh_token"), data.get("access_token")) if v)
     if not values:
         return
-    client = auth_client()
+    # Logout waits for this: one quick try each, no minute-long back-off.
+    client = auth_client(
+        retry_config=globus_sdk.transport.RetryConfig(max_retries=0),
+        transport=globus_sdk.transport.RequestsTransport(http_timeout=10),
+    )
     for value in values:
         try:
             client.oauth2_revoke_token(value)
