@@ -91,4 +91,3 @@ def login_again(request):
         scopes=scopes,
         next_url=_safe_next(request, request.GET.get("next")),
     )
-
