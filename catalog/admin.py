@@ -105,8 +105,11 @@ class SessionAdmin(AdministeredByAdmins, admin.ModelAdmin):
         if not (self.has_add_permission(request) and self.has_change_permission(request)):
             raise PermissionDenied
         problems = []
-        form = SessionImportForm(request.POST or None, request.FILES or None)
-        if request.method == "POST" and form.is_valid():
+        if request.method == "POST":
+            form = SessionImportForm(request.POST, request.FILES)
+        else:
+            form = SessionImportForm()
+        if form.is_bound and form.is_valid():
             upload = form.cleaned_data["csv_file"]
             try:
                 with transaction.atomic():

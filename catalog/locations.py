@@ -141,8 +141,7 @@ def _token_keys(value, prefix=""):
 def _token_warnings(data):
     return [
         f"The file holds a token under {path!r}; it was not imported and is not shown. A token belongs "
-        "to the application that obtained it (here the original pipeline); the portal gets its own "
-        "when people log in with Globus."
+        "to the application that obtained it; the portal gets its own when people log in with Globus."
         for path in _token_keys(data)
     ]
 
