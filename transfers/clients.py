@@ -15,6 +15,7 @@ globus-sdk when a client is built), so everything runs against loopback fakes.
 
 import contextlib
 import logging
+import time
 
 import globus_sdk
 import globus_sdk.transport
@@ -37,7 +38,9 @@ TRANSFER_SCOPE = "urn:globus:auth:scope:transfer.api.globus.org:all"
 AUTH_RESOURCE_SERVER = "auth.globus.org"
 
 # Auth error codes meaning "this grant is dead": the user must log in again.
-_DEAD_GRANT_CODES = {"invalid_grant", "invalid_token", "unauthorized_client"}
+_DEAD_GRANT_CODES = {"invalid_grant", "invalid_token"}
+# Auth error codes meaning the portal's own client is misconfigured.
+_BAD_CLIENT_CODES = {"invalid_client", "unauthorized_client"}
 
 
 def client_configured():
@@ -59,10 +62,14 @@ def auth_client(*, retry_config=None, transport=None):
     )
 
 
-def _is_dead_grant(err):
+def _auth_error_is(err, codes):
     return isinstance(err, globus_sdk.AuthAPIError) and (
-        err.code in _DEAD_GRANT_CODES or (err.raw_json or {}).get("error") in _DEAD_GRANT_CODES
+        err.code in codes or (err.raw_json or {}).get("error") in codes
     )
+
+
+def _is_dead_grant(err):
+    return _auth_error_is(err, _DEAD_GRANT_CODES)
 
 
 def translate(err):
@@ -76,6 +83,12 @@ def translate(err):
             return ConsentRequired(
                 "Globus needs your consent before the portal can use this collection.",
                 scopes=err.info.consent_required.required_scopes,
+            )
+        if _auth_error_is(err, _BAD_CLIENT_CODES):
+            return PermanentError(
+                "Globus Auth refused the portal's own client: "
+                "check GLOBUS_CLIENT_ID and GLOBUS_CLIENT_SECRET.",
+                code="invalid_client",
             )
         if _is_dead_grant(err) or err.http_status == 401:
             return LoginRequired(
@@ -137,7 +150,7 @@ class VaultRefreshTokenAuthorizer(globus_sdk.RefreshTokenAuthorizer):
         try:
             return super()._get_token_response()
         except globus_sdk.AuthAPIError as err:
-            if _is_dead_grant(err) or err.http_status == 401:
+            if _is_dead_grant(err):
                 if vault.delete_token_if_refresh_token(self._user, self._resource_server, used):
                     logger.info("Globus refresh token of user %s is no longer valid; dropped", self._user.pk)
                 raise LoginRequired(
@@ -174,7 +187,9 @@ def transfer_client_for(user):
             scopes=(TRANSFER_SCOPE,),
         )
     kwargs = {}
-    if token.access_token and token.expires_at_seconds:
+    # A token about to expire is refreshed now, so a dead grant shows up here
+    # rather than in the middle of the caller's work.
+    if token.access_token and token.expires_at_seconds and token.expires_at_seconds > time.time() + 300:
         kwargs = {"access_token": token.access_token, "expires_at": token.expires_at_seconds}
     with globus_errors():
         authorizer = VaultRefreshTokenAuthorizer(token.refresh_token, auth_client(), user=user, **kwargs)
