@@ -19,6 +19,8 @@ from catalog.models import (
     StorageLocation,
 )
 from tests.factories import SessionFactory, file_type_for
+from tests.fakes import FakeGlobusAuth, FakeGlobusTransfer
+from tests.fakes import _http as fake_http
 
 
 def ensure_file_types():
@@ -86,6 +88,7 @@ def add_files(session, location, *, count=3, size=100, dataset_type=None, on_dis
     """
     dataset_type = dataset_type or location.dataset_type
     folder = session.folder(dataset_type)
+    file_types = {}
     files = []
     for index in range(count):
         name = (
@@ -93,22 +96,29 @@ def add_files(session, location, *, count=3, size=100, dataset_type=None, on_dis
             if dataset_type == naming.RAW_EPHYS
             else f"video/{prefix}_{index}.txt"
         )
-        subpath = f"{folder}/{name}"
-        file = RawFile.objects.create(
-            session=session,
-            dataset_type=dataset_type,
-            subpath=subpath,
-            file_type=file_type_for(dataset_type, name.rsplit("/", 1)[-1]),
-            size=size,
+        base = name.rsplit("/", 1)[-1]
+        pattern = naming.match_file_type(dataset_type, base)
+        if pattern not in file_types:
+            file_types[pattern] = file_type_for(dataset_type, base)
+        files.append(
+            RawFile(
+                session=session,
+                dataset_type=dataset_type,
+                subpath=f"{folder}/{name}",
+                file_type=file_types[pattern],
+                size=size,
+            )
         )
-        Replica.objects.create(
-            file=file, location=location, state=ReplicaState.PRESENT, source=ReplicaSource.SCAN
-        )
-        if on_disk is not None:
-            path = Path(on_disk) / location.root_path.lstrip("/") / subpath
+    files = RawFile.objects.bulk_create(files)
+    Replica.objects.bulk_create(
+        Replica(file=file, location=location, state=ReplicaState.PRESENT, source=ReplicaSource.SCAN)
+        for file in files
+    )
+    if on_disk is not None:
+        for file in files:
+            path = Path(on_disk) / location.root_path.lstrip("/") / file.subpath
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content_of(subpath, size))
-        files.append(file)
+            path.write_bytes(content_of(file.subpath, size))
     return files
 
 
@@ -137,3 +147,59 @@ def fast_retries(client):
     client.retry_config.backoff = lambda context: 0.01
     client.retry_config.max_sleep = 0.05
     return client
+
+
+# ------------------------------------------------------- loopback Globus
+
+PORTAL_CLIENT_ID = "7d1f6a0e-52c4-4b8e-9a43-1c2b3d4e5f60"
+PORTAL_CLIENT_SECRET = "portal-test-secret"
+
+
+class GlobusWorld:
+    """Fake Globus Auth and Transfer, with collections over directories under ``root``."""
+
+    def __init__(self, root, auth, transfer):
+        self.root = Path(root)
+        self.auth = auth
+        self.transfer = transfer
+
+    def location(self, alias, **kwargs):
+        """A Globus StorageLocation whose collection the fake maps to a directory."""
+        location = globus_location(alias, **kwargs)
+        self.transfer.add_collection(str(location.collection_id), self.directory(location))
+        return location
+
+    def directory(self, location):
+        return self.root / "collections" / location.alias
+
+    def path_of(self, location, file):
+        return self.directory(location) / location.root_path.lstrip("/") / file.subpath
+
+    def calls(self, path, method=None):
+        return self.transfer.calls("/v0.10/" + path.lstrip("/"), method)
+
+
+def start_globus(root, *, auth=True, **transfer_options):
+    """Start the fakes; ``auth=False`` makes the transfer fake accept any bearer token."""
+    # Without TCP_NODELAY each answer waits ~40 ms for a delayed ACK (headers and
+    # body go out in two writes); the fake's handler should set this itself.
+    fake_http._Handler.disable_nagle_algorithm = True
+    fake_auth = FakeGlobusAuth(clients={PORTAL_CLIENT_ID: PORTAL_CLIENT_SECRET}).start() if auth else None
+    transfer = FakeGlobusTransfer(auth=fake_auth, **transfer_options).start()
+    return GlobusWorld(root, fake_auth, transfer)
+
+
+def stop_globus(world):
+    world.transfer.stop()
+    if world.auth is not None:
+        world.auth.stop()
+
+
+def point_sdk_at(world, monkeypatch, settings):
+    """Make globus-sdk (and the portal's client module) talk to the fakes."""
+    monkeypatch.setenv("GLOBUS_SDK_SERVICE_URL_TRANSFER", world.transfer.url)
+    if world.auth is not None:
+        monkeypatch.setenv("GLOBUS_SDK_SERVICE_URL_AUTH", world.auth.url)
+        monkeypatch.setenv("GLOBUS_SDK_SERVICE_URL_GROUPS", world.auth.url)
+    settings.GLOBUS_CLIENT_ID = PORTAL_CLIENT_ID
+    settings.GLOBUS_CLIENT_SECRET = PORTAL_CLIENT_SECRET
