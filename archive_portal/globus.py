@@ -31,7 +31,10 @@ from allauth.socialaccount.providers.globus.provider import GlobusProvider
 from allauth.socialaccount.providers.globus.views import GlobusOAuth2Adapter
 from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView, OAuth2LoginView
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import urlencode
 from django.views.decorators.debug import sensitive_variables
 
 from archive_portal import access, signals, vault
@@ -151,9 +154,6 @@ class PortalGlobusProvider(GlobusProvider):
 
 def login_url(*, scopes=(), next_url=None):
     """The URL that starts a Globus login (POST to it) for ``scopes``."""
-    from django.urls import reverse
-    from django.utils.http import urlencode
-
     params = {"process": "login"}
     if scopes:
         params["scope"] = ",".join(s for s in scopes if is_globus_scope(s))
@@ -166,15 +166,13 @@ oauth2_login = OAuth2LoginView.adapter_view(PortalGlobusOAuth2Adapter)
 _oauth2_callback = OAuth2CallbackView.adapter_view(PortalGlobusOAuth2Adapter)
 
 
+@login_not_required
 @sensitive_variables()
 def oauth2_callback(request, *args, **kwargs):
     # allauth logs the current user out before logging the Globus user in;
     # that logout must not revoke the tokens this login is about to replace.
     request.portal_globus_callback = True
     return _oauth2_callback(request, *args, **kwargs)
-
-
-oauth2_callback.login_not_required = True
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
