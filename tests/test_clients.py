@@ -307,3 +307,12 @@ def test_the_authorizer_repr_shows_no_token(ada):
     token = stored(ada)
     assert token.refresh_token not in repr(authorizer)
     assert token.access_token not in repr(authorizer)
+
+
+def test_tokens_under_a_lost_key_mean_log_in_again(ada, settings, caplog):
+    from cryptography.fernet import Fernet
+
+    settings.PORTAL_TOKEN_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(LoginRequired):
+        clients.transfer_client_for(ada)
+    assert "cannot be decrypted" in caplog.text

@@ -180,7 +180,13 @@ def transfer_client_for(user):
     """A TransferClient acting for ``user``; ``LoginRequired`` without usable tokens."""
     if user is None or not getattr(user, "pk", None):
         raise LoginRequired("Log in with Globus to use the archive.", scopes=(TRANSFER_SCOPE,))
-    token = vault.get_token(user, TRANSFER_RESOURCE_SERVER)
+    try:
+        token = vault.get_token(user, TRANSFER_RESOURCE_SERVER)
+    except vault.VaultError:
+        # A new login stores tokens under the current keys; the operator must
+        # still hear that keys went missing.
+        logger.error("Globus tokens of user %s cannot be decrypted with PORTAL_TOKEN_KEYS", user.pk)
+        token = None
     if token is None or not token.refresh_token:
         raise LoginRequired(
             "The portal has no Globus transfer permission for you yet; log in with Globus.",
