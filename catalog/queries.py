@@ -4,7 +4,17 @@ whatever the size of the catalog."""
 import re
 from dataclasses import dataclass, field
 
-from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, Subquery, Sum
+from django.db.models import (
+    Count,
+    Exists,
+    FilteredRelation,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    Subquery,
+    Sum,
+)
 from django.db.models.functions import Coalesce, Lower
 
 from catalog.models import (
@@ -119,9 +129,28 @@ def matching_subjects(query=""):
     return subjects
 
 
+def archive_location_ids():
+    return list(StorageLocation.objects.filter(role=LocationRole.ARCHIVE).values_list("pk", flat=True))
+
+
+def _with_archive_copy(files, archive_ids):
+    """``files`` joined to their present archive copy, if any, as ``archive_copy``.
+
+    There is one archive location per dataset type and one replica per file
+    and location, so the join keeps one row per file. A join also keeps the
+    planner's estimate low, where an EXISTS per aggregate is costed high
+    enough for PostgreSQL to spend longer compiling it than running it.
+    """
+    condition = Q(replicas__state=ReplicaState.PRESENT, replicas__location__in=archive_ids)
+    return files.annotate(archive_copy=FilteredRelation("replicas", condition=condition))
+
+
+_ARCHIVED = Q(archive_copy__isnull=False)
+
+
 def attach_subject_totals(subjects):
     """Set session, file, byte and archived counts on each of ``subjects`` (a
-    page of them) with two grouped queries."""
+    page of them) with three queries."""
     subjects = list(subjects)
     ids = [subject.pk for subject in subjects]
     sessions = dict(
@@ -130,18 +159,16 @@ def attach_subject_totals(subjects):
         .values_list("subject")
         .annotate(count=Count("pk"))
     )
-    archived = Q(archived=True)
+    files = _with_archive_copy(RawFile.objects.filter(session__subject__in=ids), archive_location_ids())
     totals = {
         row["session__subject"]: row
-        for row in RawFile.objects.filter(session__subject__in=ids)
-        .order_by()
-        .annotate(archived=_is_archived())
+        for row in files.order_by()
         .values("session__subject")
         .annotate(
             files=Count("pk"),
             bytes=Sum("size"),
-            archived_files=Count("pk", filter=archived),
-            archived_bytes=Sum("size", filter=archived),
+            archived_files=Count("pk", filter=_ARCHIVED),
+            archived_bytes=Sum("size", filter=_ARCHIVED),
         )
     }
     for subject in subjects:
@@ -172,33 +199,106 @@ def find_subject(key):
 
 def subject_sessions(subject, sessions=None):
     """The subject's sessions by date (or the given ones, e.g. a page of them),
-    each with its files, their present and missing copies and a summary.
+    each with its files, their present and missing copies and a summary."""
+    if sessions is None:
+        sessions = Session.objects.filter(subject=subject).order_by("session_date", "ident")
+    sessions = attach_files(sessions)
+    jobs = _unfinished_archive_jobs([session.pk for session in sessions]) if sessions else {}
+    for session in sessions:
+        session.subject = subject
+        session.archive_jobs = jobs.get(session.pk, [])
+        session.summary = summarize_session(session.file_list, archiving=bool(session.archive_jobs))
+    return sessions
+
+
+def attach_files(sessions):
+    """Give each of ``sessions`` its files (``file_list``) with their present and
+    missing copies; three queries.
 
     Locations are few and shared by every file, so they are loaded once and
     attached in Python instead of joined per replica.
     """
-    if sessions is None:
-        sessions = Session.objects.filter(subject=subject).order_by("session_date", "ident")
+    sessions = list(sessions)
+    if not sessions:
+        return sessions
     locations = {location.pk: location for location in StorageLocation.objects.all()}
     replicas = Replica.objects.only("file_id", "location_id", "state", "source", "verified_at")
-    files = RawFile.objects.select_related("file_type").prefetch_related(
-        Prefetch("replicas", queryset=replicas, to_attr="all_replicas")
+    files = (
+        RawFile.objects.filter(session__in=sessions)
+        .select_related("file_type")
+        .prefetch_related(Prefetch("replicas", queryset=replicas, to_attr="all_replicas"))
+        .order_by("dataset_type", "subpath")
     )
-    sessions = list(
-        sessions.prefetch_related(
-            Prefetch("files", queryset=files.order_by("dataset_type", "subpath"), to_attr="file_list")
+    by_session = {session.pk: session for session in sessions}
+    for session in sessions:
+        session.file_list = []
+    for raw_file in files:
+        by_session[raw_file.session_id].file_list.append(raw_file)
+        for replica in raw_file.all_replicas:
+            replica.location = locations[replica.location_id]
+        _describe_copies(raw_file)
+    return sessions
+
+
+def session_overviews(sessions):
+    """Give each of ``sessions`` (a page of them) its summary and unfinished
+    archive jobs from grouped counts, without loading files; three queries."""
+    sessions = list(sessions)
+    if not sessions:
+        return sessions
+    archive_ids = archive_location_ids()
+    present = Exists(Replica.objects.filter(file=OuterRef("pk"), state=ReplicaState.PRESENT))
+    archive_lost = Exists(
+        Replica.objects.filter(file=OuterRef("pk"), state=ReplicaState.MISSING, location__in=archive_ids)
+    )
+    groups = (
+        _with_archive_copy(RawFile.objects.filter(session__in=sessions), archive_ids)
+        .order_by()
+        .values("session", "dataset_type", "probe_insertion")
+        .annotate(
+            files=Count("pk"),
+            bytes=Sum("size"),
+            archived_files=Count("pk", filter=_ARCHIVED),
+            archived_bytes=Sum("size", filter=_ARCHIVED),
+            without_copy=Count("pk", filter=~present),
+            archive_lost=Count("pk", filter=archive_lost),
+            archivable=Count("pk", filter=Q(archive_copy__isnull=True) & present),
         )
     )
-    jobs = _unfinished_archive_jobs([session.pk for session in sessions]) if sessions else {}
+    counts = {session.pk: _empty_counts() for session in sessions}
+    for group in groups:
+        session_counts = counts[group["session"]]
+        for name in ("files", "bytes", "archived_files", "archived_bytes", "without_copy", "archive_lost"):
+            session_counts[name] += group[name] or 0
+        session_counts["archivable"] = session_counts["archivable"] or bool(group["archivable"])
+        session_counts["dataset_types"].add(group["dataset_type"])
+        if group["probe_insertion"] is not None:
+            session_counts["probes"].add(group["probe_insertion"])
+    jobs = _unfinished_archive_jobs(list(counts))
     for session in sessions:
-        session.subject = subject
-        for raw_file in session.file_list:
-            for replica in raw_file.all_replicas:
-                replica.location = locations[replica.location_id]
-            _describe_copies(raw_file)
         session.archive_jobs = jobs.get(session.pk, [])
-        session.summary = summarize_session(session.file_list, archiving=bool(session.archive_jobs))
+        session_counts = counts[session.pk]
+        session.summary = _summary(
+            session_counts,
+            missing=bool(session_counts["without_copy"] or session_counts["archive_lost"]),
+            archivable=session_counts["archivable"],
+            archiving=bool(session.archive_jobs),
+        )
     return sessions
+
+
+def _empty_counts():
+    return {
+        "files": 0,
+        "bytes": 0,
+        "archived_files": 0,
+        "archived_bytes": 0,
+        "without_copy": 0,
+        "archive_lost": 0,
+        "archivable": False,
+        "dataset_types": set(),
+        "probes": set(),
+    }
 
 
 def _describe_copies(raw_file):
@@ -218,33 +318,49 @@ def _describe_copies(raw_file):
 
 def summarize_session(files, *, archiving=False):
     """Counts, sizes, probes, dataset types and the archive status of a session's files."""
-    total = len(files)
-    archived = sum(1 for f in files if f.archived)
-    missing = any(f.copies_missing for f in files)
-    if total == 0:
+    archived = [f for f in files if f.archived]
+    counts = {
+        "files": len(files),
+        "bytes": sum(f.size for f in files),
+        "archived_files": len(archived),
+        "archived_bytes": sum(f.size for f in archived),
+        "dataset_types": {f.dataset_type for f in files},
+        "probes": {f.probe_insertion for f in files if f.probe_insertion is not None},
+    }
+    return _summary(
+        counts,
+        missing=any(f.copies_missing for f in files),
+        # Archiving needs a file that is not archived yet and can be read somewhere.
+        archivable=any(not f.archived and f.present_locations for f in files),
+        archiving=archiving,
+    )
+
+
+def _summary(counts, *, missing, archivable, archiving):
+    """A session's summary from its counts; ``status`` is one of ``STATUS_LABELS``."""
+    if counts["files"] == 0:
         status = "no-files"
     elif archiving:
         status = "archiving"
-    elif archived == total:
+    elif counts["archived_files"] == counts["files"]:
         status = "archived"
-    elif archived:
+    elif counts["archived_files"]:
         status = "partly-archived"
     elif missing:
         status = "missing-copies"
     else:
         status = "local-only"
     return {
-        "files": total,
-        "bytes": sum(f.size for f in files),
-        "archived_files": archived,
-        "archived_bytes": sum(f.size for f in files if f.archived),
-        "dataset_types": sorted({f.dataset_type for f in files}),
-        "probes": sorted({f.probe_insertion for f in files if f.probe_insertion is not None}),
+        "files": counts["files"],
+        "bytes": counts["bytes"],
+        "archived_files": counts["archived_files"],
+        "archived_bytes": counts["archived_bytes"],
+        "dataset_types": sorted(counts["dataset_types"]),
+        "probes": sorted(counts["probes"]),
         "status": status,
         "status_label": STATUS_LABELS[status],
         "missing_copies": missing,
-        # Archiving needs a file that is not archived yet and can be read somewhere.
-        "archivable": not archiving and any(not f.archived and f.present_locations for f in files),
+        "archivable": archivable and not archiving,
     }
 
 
@@ -289,6 +405,8 @@ class FileFilter:
     date_to: object = None
     dataset_type: str = ""
     file_type: object = None
+    # Subjects were named but none exists: nothing matches, rather than everything.
+    matches_nothing: bool = False
 
     @property
     def narrows_files(self):
@@ -303,6 +421,8 @@ class FileFilter:
         return files
 
     def sessions(self):
+        if self.matches_nothing:
+            return Session.objects.none()
         sessions = Session.objects.select_related("subject")
         if self.subjects:
             sessions = sessions.filter(subject__in=[subject.pk for subject in self.subjects])
@@ -320,13 +440,42 @@ def search_sessions(file_filter):
     return file_filter.sessions()
 
 
+def attach_matching_counts(sessions, file_filter):
+    """Give each of ``sessions`` (a page of them) the number, size, archived
+    number and dataset types of its files that match ``file_filter``; two queries."""
+    sessions = list(sessions)
+    if not sessions:
+        return sessions
+    files = _with_archive_copy(
+        file_filter.files(RawFile.objects.filter(session__in=sessions)), archive_location_ids()
+    )
+    groups = (
+        files.order_by()
+        .values("session", "dataset_type")
+        .annotate(files=Count("pk"), bytes=Sum("size"), archived=Count("pk", filter=_ARCHIVED))
+    )
+    by_session = {session.pk: session for session in sessions}
+    for session in sessions:
+        session.matching_count = session.matching_bytes = session.matching_archived = 0
+        session.matching_types = []
+    for group in groups.order_by("session", "dataset_type"):
+        session = by_session[group["session"]]
+        session.matching_count += group["files"]
+        session.matching_bytes += group["bytes"] or 0
+        session.matching_archived += group["archived"]
+        session.matching_types.append(group["dataset_type"])
+    return sessions
+
+
 def attach_matching_files(sessions, file_filter):
-    """Give each of ``sessions`` (a page of them) its files that match
-    ``file_filter``, each marked archived or not, and their totals; one query."""
+    """Give each of ``sessions`` its files that match ``file_filter``
+    (``matching_files``), each marked archived or not; one query."""
     sessions = list(sessions)
     by_session = {session.pk: session for session in sessions}
     for session in sessions:
         session.matching_files = []
+    if not sessions:
+        return sessions
     files = (
         file_filter.files(RawFile.objects.filter(session__in=list(by_session)))
         .select_related("file_type")
@@ -335,9 +484,6 @@ def attach_matching_files(sessions, file_filter):
     )
     for raw_file in files:
         by_session[raw_file.session_id].matching_files.append(raw_file)
-    for session in sessions:
-        session.matching_bytes = sum(f.size for f in session.matching_files)
-        session.matching_archived = sum(1 for f in session.matching_files if f.archived)
     return sessions
 
 

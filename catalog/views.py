@@ -4,7 +4,7 @@ from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.utils.cache import patch_vary_headers
 
 from catalog import queries
@@ -38,22 +38,32 @@ def subject_list(request):
 
 @login_required
 def subject_detail(request, key):
+    """A subject's sessions with their status; a session's files are shown on
+    demand (htmx when its list is opened, or ``?open=<session>`` without JS)."""
     subject = queries.find_subject(key)
     if subject is None:
         raise Http404(f"No subject with water restriction number or subject id {key!r}.")
     queries.attach_subject_totals([subject])
     sessions = subject.sessions.order_by("session_date", "ident", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
+    sessions = queries.session_overviews(page.object_list)
+    for session in sessions:
+        session.subject = subject
+    opened = request.GET.get("open", "")
+    queries.attach_files([session for session in sessions if str(session.pk) == opened])
     return render(
         request,
         "catalog/subject_detail.html",
-        {
-            "subject": subject,
-            "page": page,
-            "sessions": queries.subject_sessions(subject, page.object_list),
-            "nav": "subjects",
-        },
+        {"subject": subject, "page": page, "sessions": sessions, "nav": "subjects"},
     )
+
+
+@login_required
+def session_files(request, pk):
+    """The table of one session's files and their copies."""
+    session = get_object_or_404(Session.objects.select_related("subject"), pk=pk)
+    queries.attach_files([session])
+    return render(request, "catalog/_session_files.html", {"session": session})
 
 
 class SearchForm(forms.Form):
@@ -95,19 +105,9 @@ class SearchForm(forms.Form):
             self.add_error("file_type", f"{file_type.name} files are not {dataset_type} files.")
         return cleaned
 
-    @property
-    def has_criteria(self):
-        return self.is_bound and any(self.data.get(name) for name in self.fields)
-
-
-@login_required
-def search(request):
-    """Find sessions and files by subject, date and type, and select some to retrieve."""
-    file_types = queries.file_types()
-    form = SearchForm(request.GET or None, file_types=file_types)
-    context = {"form": form, "nav": "search", "file_types": file_types}
-    if form.has_criteria and form.is_valid():
-        data = form.cleaned_data
+    def file_filter(self):
+        """The FileFilter of this valid form, and the subject keys that name no subject."""
+        data = self.cleaned_data
         keys = queries.split_subject_keys(data["subjects"])
         subjects, unknown = queries.subjects_for_keys(keys)
         file_filter = queries.FileFilter(
@@ -116,21 +116,56 @@ def search(request):
             date_to=data["date_to"],
             dataset_type=data["dataset_type"],
             file_type=data["file_type"],
+            matches_nothing=bool(keys and not subjects),
         )
-        # Subjects were named but none exists: nothing matches, rather than everything.
-        sessions = Session.objects.none() if keys and not subjects else queries.search_sessions(file_filter)
-        page = Paginator(sessions, SEARCH_SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
+        return file_filter, unknown
+
+    @property
+    def has_criteria(self):
+        return self.is_bound and any(self.data.get(name) for name in self.fields)
+
+
+@login_required
+def search(request):
+    """Find sessions and files by subject, date and type, and select some to retrieve.
+
+    A session's matching files are listed on demand (htmx when its list is
+    opened, or ``?open=<session>`` without JS), so a page of sessions costs
+    the same whatever their number of files.
+    """
+    file_types = queries.file_types()
+    form = SearchForm(request.GET or None, file_types=file_types)
+    context = {"form": form, "nav": "search", "file_types": file_types}
+    if form.has_criteria and form.is_valid():
+        file_filter, unknown = form.file_filter()
+        page = Paginator(queries.search_sessions(file_filter), SEARCH_SESSIONS_PER_PAGE).get_page(
+            request.GET.get("page")
+        )
+        sessions = queries.attach_matching_counts(page.object_list, file_filter)
+        opened = [session for session in sessions if str(session.pk) == request.GET.get("open")]
+        queries.attach_matching_files(opened, file_filter)
         query = request.GET.copy()
         query.pop("page", None)
+        query.pop("open", None)
         context.update(
             {
                 "searched": True,
                 "unknown_keys": unknown,
                 "page": page,
-                "sessions": queries.attach_matching_files(page.object_list, file_filter),
+                "sessions": sessions,
                 "file_filter": file_filter,
                 "query_string": query.urlencode(),
                 "destinations": queries.writable_locations(),
             }
         )
     return _render(request, "catalog/search.html", "catalog/_search_results.html", context)
+
+
+@login_required
+def search_files(request, pk):
+    """The checkboxes of one session's files that match the search."""
+    session = get_object_or_404(Session, pk=pk)
+    form = SearchForm(request.GET, file_types=queries.file_types())
+    file_filter = form.file_filter()[0] if form.is_valid() else queries.FileFilter()
+    queries.attach_matching_files([session], file_filter)
+    return render(request, "catalog/_search_files.html", {"session": session})

@@ -12,12 +12,15 @@ from transfers.models import JobKind, JobState, TaskState, TransferTask
 
 # What each page costs: session and user, then the page's own queries.
 EXPECTED_QUERIES = {
-    # count, page of subjects, their sessions, their files
-    "subjects": 6,
-    # subject, its totals (2), count, locations, sessions, files, replicas, archive jobs
+    # count, page of subjects, their sessions, archive locations, their files
+    "subjects": 7,
+    # subject, its totals (3), count, page of sessions, archive locations, their file counts, archive jobs
     "subject": 11,
-    # file types, subjects named, count, page of sessions, their matching files, writable locations
-    "search": 8,
+    # the same and a session's files: locations, files, replicas
+    "subject_with_files": 14,
+    # file types, subjects named, count, page of sessions, archive locations, their file counts,
+    # writable locations
+    "search": 9,
     # requesters, count, page of jobs
     "transfers": 5,
     # job, its tasks, count, page of items
@@ -75,13 +78,14 @@ def test_subjects_page_queries_do_not_grow_with_the_catalog(viewer_client, small
 def test_subject_page_queries_do_not_grow_with_sessions_and_files(viewer_client, small, big, archivist):
     # 50 sessions of 40 files, some being archived, against 2 sessions of 3 files.
     _jobs(big, big.busy.sessions[20:30], [archivist])
-    few = queries_of(
-        viewer_client, reverse("catalog:subject", args=[small.subjects[0].water_restriction_number])
-    )
-    many = queries_of(
-        viewer_client, reverse("catalog:subject", args=[big.busy.subjects[0].water_restriction_number])
-    )
+    small_url = reverse("catalog:subject", args=[small.subjects[0].water_restriction_number])
+    big_url = reverse("catalog:subject", args=[big.busy.subjects[0].water_restriction_number])
+    few = queries_of(viewer_client, small_url)
+    many = queries_of(viewer_client, big_url)
     assert few == many == EXPECTED_QUERIES["subject"]
+    few = queries_of(viewer_client, small_url, {"open": small.sessions[0].pk})
+    many = queries_of(viewer_client, big_url, {"open": big.busy.sessions[25].pk})
+    assert few == many == EXPECTED_QUERIES["subject_with_files"]
 
 
 def test_subject_page_by_subject_id_costs_the_same(viewer_client, small):

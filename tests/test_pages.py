@@ -254,7 +254,14 @@ def test_subject_page_lists_sessions_with_their_files_and_status(viewer_client, 
     assert first.summary["probes"] == [1, 2]
     assert "2019-07-01" in page and "raw-ephys" in page and "probes 1, 2" in page
     assert "4 files, 4 archived" in page
-    assert catalog.files[0].subpath in page
+    # Files are listed on demand: with htmx when the list opens, or with ?open= without JS.
+    assert catalog.files[0].subpath not in page
+    assert f'hx-get="{reverse("catalog:session_files", args=[first.pk])}"' in page
+    opened = html(viewer_client.get(response.request["PATH_INFO"], {"open": first.pk}))
+    assert catalog.files[0].subpath in opened and "<details open>" in opened
+    fragment = html(viewer_client.get(reverse("catalog:session_files", args=[first.pk])))
+    assert "<html" not in fragment and catalog.files[0].subpath in fragment
+    assert "rig-ephys" in fragment and "archive-ephys" in fragment
 
 
 def test_session_statuses(viewer_client, catalog, archivist):
@@ -555,11 +562,20 @@ def test_search_by_several_subjects_dates_and_types(viewer_client, lab):
     assert sessions == [("dl2", 2)]
     response, sessions = found(subjects="dl1", file_type="ephys-raw-neuropixels-ap-meta")
     assert len(sessions) == 3
-    assert all(
-        f.file_type.name == "ephys-raw-neuropixels-ap-meta"
-        for s in response.context["sessions"]
-        for f in s.matching_files
+    assert [s.matching_count for s in response.context["sessions"]] == [2, 2, 2]
+    first = response.context["sessions"][0]
+    page = html(response)
+    files_url = reverse("catalog:search_files", args=[first.pk])
+    assert f'hx-get="{files_url}?subjects=dl1' in page and "file_type=ephys-raw-neuropixels-ap-meta" in page
+    fragment = html(viewer_client.get(files_url, {"file_type": "ephys-raw-neuropixels-ap-meta"}))
+    assert fragment.count('name="file"') == 2 and ".ap.meta" in fragment and ".ap.bin" not in fragment
+    # Without JavaScript, ?open= lists the session's files in the page.
+    opened = viewer_client.get(
+        reverse("catalog:search"),
+        {"subjects": "dl1", "file_type": "ephys-raw-neuropixels-ap-meta", "open": first.pk},
     )
+    assert [f.name.endswith(".ap.meta") for f in opened.context["sessions"][0].matching_files] == [True, True]
+    assert html(opened).count('name="file"') == 2
     _, sessions = found(subjects="dl1", dataset_type="raw-video")
     assert sessions == []
     response, sessions = found(subjects="dl1 zz9")

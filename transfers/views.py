@@ -225,7 +225,7 @@ def _selection(form, search):
     selection becomes the matching files of those sessions.
     """
     data = form.cleaned_data
-    file_filter = _file_filter(search)
+    file_filter = search.file_filter()[0] if search.is_valid() else catalog_queries.FileFilter()
     sessions = Session.objects.filter(pk__in=data["session"])
     files = RawFile.objects.filter(pk__in=data["file"])
     if data["all_matching"]:
@@ -235,20 +235,6 @@ def _selection(form, search):
         files = RawFile.objects.filter(Q(pk__in=matching.values("pk")) | Q(pk__in=data["file"]))
         return {"files": files, "sessions": None}
     return {"files": list(files) or None, "sessions": list(sessions) or None}
-
-
-def _file_filter(search):
-    if not search.is_valid():
-        return catalog_queries.FileFilter()
-    data = search.cleaned_data
-    subjects, _ = catalog_queries.subjects_for_keys(catalog_queries.split_subject_keys(data["subjects"]))
-    return catalog_queries.FileFilter(
-        subjects=subjects,
-        date_from=data["date_from"],
-        date_to=data["date_to"],
-        dataset_type=data["dataset_type"],
-        file_type=data["file_type"],
-    )
 
 
 @login_required
