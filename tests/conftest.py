@@ -5,6 +5,8 @@ import pytest
 from archive_portal.models import Role
 from tests.factories import UserFactory
 
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture
 def viewer(db):
