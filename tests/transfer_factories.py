@@ -165,7 +165,10 @@ class GlobusWorld:
 
     def location(self, alias, **kwargs):
         """A Globus StorageLocation whose collection the fake maps to a directory."""
-        location = globus_location(alias, **kwargs)
+        return self.map(globus_location(alias, **kwargs))
+
+    def map(self, location):
+        """Serve ``location``'s collection from this world's directory for it."""
         self.transfer.add_collection(str(location.collection_id), self.directory(location))
         return location
 
