@@ -100,7 +100,7 @@ def test_submission_id_is_committed_before_the_transfer_is_submitted(
 
 
 def test_retrieval_never_overwrites(canned, canned_client, viewer):
-    globus_location("petrel", role=LocationRole.ARCHIVE)
+    archive = globus_location("petrel", role=LocationRole.ARCHIVE)
     scratch = globus_location("scratch", writable=True, root_path="/data/retrieved")
     session, files = archived_session(archive, count=2)
     [job] = request_retrieval(sessions=[session], destination=scratch, user=viewer)
