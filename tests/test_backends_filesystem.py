@@ -237,3 +237,27 @@ def test_checksum_is_kept_when_already_known(fs, archivist):
     assert run(job).state == JobState.SUCCEEDED
     file.refresh_from_db()
     assert file.checksum == known
+
+
+def test_a_long_run_hands_over_to_a_new_run_before_the_worker_timeout(
+    fs, archivist, settings, django_capture_on_commit_callbacks
+):
+    from django_q.models import OrmQ
+
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 0}  # every run's budget is spent after one file
+    local, archive = fs
+    session = SessionFactory()
+    add_files(session, local, count=3, on_disk=local.local_path)
+    [job] = request_archive(session=session, user=archivist)
+    runner.submit_job(job.pk)
+    OrmQ.objects.all().delete()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert runner.run_filesystem_job(job.pk) == f"Job {job.pk} goes on in a new run."
+    job.refresh_from_db()
+    assert (job.state, job.files_done) == (JobState.ACTIVE, 1)
+    assert [q.task["func"] for q in OrmQ.objects.all()] == ["transfers.tasks.run_filesystem_job"]
+
+    runner.run_filesystem_job(job.pk)
+    assert runner.run_filesystem_job(job.pk) == f"Job {job.pk} succeeded."
+    assert Replica.objects.filter(location=archive).count() == 3

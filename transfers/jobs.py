@@ -535,38 +535,54 @@ def settle_job(job_id):
 # -------------------------------------------------------- filesystem runs
 
 
+def run_budget():
+    """Seconds a copy run works before it hands over to a fresh run (django-q kills at its timeout)."""
+    return settings.Q_CLUSTER.get("timeout", 600) / 2
+
+
 def run_filesystem_job(job_id, *, backend=None):
-    """Copy the pending files of an ACTIVE filesystem job, recording as it goes."""
+    """Copy the pending files of an ACTIVE filesystem job, recording as it goes.
+
+    A run stops between files once its time budget is spent and queues the
+    next run, so no run is killed by the worker's timeout mid-job.
+    """
     job = _load(job_id)
     if job is None or job.state != JobState.ACTIVE:
         return f"Job {job_id} is not active; nothing to copy."
     backend = backend or FilesystemBackend()
-    canceled = False
+    deadline = time.monotonic() + run_budget()
+    outcome = COPY_DONE
     for task in job.tasks.filter(state=TaskState.ACTIVE).order_by("number"):
-        if canceled:
+        if outcome == COPY_CANCELED:
             _finish_copy_task(task, True, None)
         else:
-            canceled = _copy_task(job, task, backend)
+            outcome = _copy_task(job, task, backend, deadline)
+            if outcome == COPY_PAUSED:
+                queue_filesystem_run(job.pk)
+                return f"Job {job.pk} goes on in a new run."
     settle_job(job.pk)
     job.refresh_from_db()
     return f"Job {job.pk} {job.state}."
+
+
+COPY_DONE, COPY_CANCELED, COPY_PAUSED = "done", "canceled", "paused"
 
 
 def _cancel_requested(job):
     return TransferJob.objects.filter(pk=job.pk, cancel_requested=True).exists()
 
 
-def _copy_task(job, task, backend):
-    """Copy one task's pending items; returns True when the job was canceled."""
+def _copy_task(job, task, backend, deadline):
+    """Copy one task's pending items; returns COPY_DONE, COPY_CANCELED or COPY_PAUSED."""
     items = list(
         TransferItem.objects.filter(task=task, state=ItemState.PENDING)
         .select_related("file")
         .order_by("file__subpath")
     )
-    batch, last_flush, canceled, first_error = [], time.monotonic(), False, None
+    batch, last_flush, outcome, first_error = [], time.monotonic(), COPY_DONE, None
     for item in items:
         if not batch and _cancel_requested(job):
-            canceled = True
+            outcome = COPY_CANCELED
             break
         result = backend.copy(job.source, job.destination, item.file.subpath, checksum=item.file.checksum)
         if first_error is None and result.outcome in (CopyOutcome.CONFLICT, CopyOutcome.FAILED):
@@ -578,9 +594,13 @@ def _copy_task(job, task, backend):
         if len(batch) >= PROGRESS_FILES or time.monotonic() - last_flush >= PROGRESS_SECONDS:
             _record_copies(job, task, batch)
             batch, last_flush = [], time.monotonic()
+        if time.monotonic() >= deadline and item is not items[-1]:
+            outcome = COPY_PAUSED
+            break
     _record_copies(job, task, batch)
-    _finish_copy_task(task, canceled, first_error)
-    return canceled
+    if outcome != COPY_PAUSED:
+        _finish_copy_task(task, outcome == COPY_CANCELED, first_error)
+    return outcome
 
 
 def _record_copies(job, task, batch):
@@ -589,12 +609,9 @@ def _record_copies(job, task, batch):
     present, done, skipped, size = [], 0, 0, 0
     with transaction.atomic():
         for item, result in batch:
-            if result.outcome == CopyOutcome.COPIED:
-                state, done, size = ItemState.SUCCEEDED, done + 1, size + result.size
-            elif result.outcome == CopyOutcome.IDENTICAL:
-                state, skipped = ItemState.SKIPPED, skipped + 1
-            else:
-                state = ItemState.FAILED
+            state = {CopyOutcome.COPIED: ItemState.SUCCEEDED, CopyOutcome.IDENTICAL: ItemState.SKIPPED}.get(
+                result.outcome, ItemState.FAILED
+            )
             if result.outcome in (CopyOutcome.COPIED, CopyOutcome.IDENTICAL):
                 present.append(item.file_id)
                 if result.checksum and not item.file.checksum:
@@ -602,7 +619,15 @@ def _record_copies(job, task, batch):
                         checksum=result.checksum
                     )
                     RawFile.objects.filter(pk=item.file_id, checksum="").update(checksum=result.checksum)
-            TransferItem.objects.filter(pk=item.pk).update(state=state, error_message=result.message)
+            # Count only what this run moved on: another run may have recorded the item.
+            if not TransferItem.objects.filter(pk=item.pk, state=ItemState.PENDING).update(
+                state=state, error_message=result.message
+            ):
+                continue
+            if result.outcome == CopyOutcome.COPIED:
+                done, size = done + 1, size + result.size
+            elif result.outcome == CopyOutcome.IDENTICAL:
+                skipped += 1
         record_replicas(present, location=job.destination, source=replica_source(job))
         TransferTask.objects.filter(pk=task.pk).update(
             files_done=F("files_done") + done,
