@@ -470,3 +470,22 @@ def test_transient_errors_surface_as_transient(service_world):
     world.transfer.fail_next(20, status=502, path_contains="/task_list")
     with pytest.raises(TransientError):
         GlobusBackend(client).poll([TransferTask(pk=1, task_id="4c4fd5f4-4b41-11e8-9a6d-0a6d4e044368")])
+
+
+def test_unreadable_file_lists_and_refused_cancels_do_not_stall_polling(world, places, backend, archivist):
+    local, archive = places
+    job, files = archive_session_of(world, local, archivist, count=2)
+    runner.submit_job(job.pk, backend=backend)
+    world.transfer.run_tasks()
+    TransferJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+    world.transfer.fail_next(1, status=404, path_contains="/cancel", code="ClientError.NotFound")
+    world.transfer.fail_next(
+        1, status=404, path_contains="/successful_transfers", code="ClientError.NotFound"
+    )
+
+    runner.poll_active_jobs(backend=backend)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED  # it ended before the cancel could stop it
+    assert set(job.items.values_list("state", flat=True)) == {ItemState.SKIPPED}
+    assert Replica.objects.filter(location=archive).count() == 2

@@ -351,7 +351,10 @@ def poll_jobs(jobs, *, backend):
         if task.job.cancel_requested:
             try:
                 backend.cancel(task)
-            except TransientError as err:
+            except LoginRequired:
+                raise
+            except TransferError as err:
+                # The poll below still records how the task ends; cancel is asked again next cycle.
                 logger.warning("Job %s: cancel not confirmed yet: %s", task.job_id, err)
     statuses = backend.poll(tasks) if tasks else {}
     running, finished = [], []
@@ -369,7 +372,15 @@ def poll_jobs(jobs, *, backend):
     if running:
         TransferTask.objects.bulk_update(running, _TASK_PROGRESS_FIELDS, batch_size=200)
     for task, status in finished:
-        finish_task(backend, task, status)
+        try:
+            finish_task(backend, task, status)
+        except TransientError as err:
+            logger.warning(
+                "Job %s: task %s ended; its file list waits for the next poll: %s",
+                task.job_id,
+                task.task_id,
+                err,
+            )
     _update_job_progress(job_ids)
     for job_id in {task.job_id for task, _ in finished} | _jobs_without_running_tasks(job_ids):
         settle_job(job_id)
@@ -456,7 +467,13 @@ def finish_task(backend, task, status):
     Returns False when another poller recorded it first.
     """
     job = task.job
-    copied_paths = set(backend.successful_paths(task))
+    try:
+        copied_paths = set(backend.successful_paths(task))
+    except PermanentError as err:
+        # The task's end is known, only the per-file list is not: its files count
+        # as skipped, and an archive's as present (they passed the checksum sync).
+        logger.error("Job %s: the files of task %s cannot be listed: %s", job.pk, task.task_id, err)
+        copied_paths = set()
     with transaction.atomic():
         locked = TransferTask.objects.select_for_update().get(pk=task.pk)
         if locked.state != TaskState.ACTIVE:
