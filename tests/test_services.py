@@ -389,3 +389,24 @@ def test_items_start_pending(fs, archivist):
     [job] = request_archive(session=session, user=archivist)
     assert set(TransferItem.objects.filter(job=job).values_list("state", flat=True)) == {ItemState.PENDING}
     assert Replica.objects.filter(state=ReplicaState.PRESENT, location=local).count() == 2
+
+
+def test_admins_cancel_jobs_in_the_admin_site(fs, admin_client, admin_user):
+    local, _ = fs
+    session = SessionFactory()
+    add_files(session, local)
+    [job] = request_archive(session=session, user=admin_user)
+    page = admin_client.get(f"/admin/transfers/transferjob/{job.pk}/change/")
+    assert page.status_code == 200
+    response = admin_client.post(
+        "/admin/transfers/transferjob/",
+        {"action": "cancel_jobs", "_selected_action": [job.pk]},
+        follow=True,
+    )
+    assert "Asked 1 job(s) to stop." in response.content.decode()
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELED
+
+
+def test_viewers_do_not_see_jobs_in_the_admin_site(viewer_client):
+    assert viewer_client.get("/admin/transfers/transferjob/").status_code in (302, 403)

@@ -6,6 +6,7 @@ here is read-only; an admin can look, and cancel.
 
 from django.contrib import admin, messages
 
+from archive_portal.admin import AdministeredByAdmins
 from transfers.models import TransferItem, TransferJob, TransferTask
 from transfers.services import Refusal, cancel_job
 
@@ -44,7 +45,7 @@ class TransferTaskInline(ReadOnlyInline):
 
 
 @admin.register(TransferJob)
-class TransferJobAdmin(admin.ModelAdmin):
+class TransferJobAdmin(AdministeredByAdmins, admin.ModelAdmin):
     list_display = (
         "id",
         "kind",
@@ -88,7 +89,7 @@ class TransferJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(TransferItem)
-class TransferItemAdmin(admin.ModelAdmin):
+class TransferItemAdmin(AdministeredByAdmins, admin.ModelAdmin):
     list_display = ("job", "file", "state", "error_message")
     list_filter = ("state",)
     search_fields = ("file__subpath",)
