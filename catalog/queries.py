@@ -232,8 +232,15 @@ def attach_files(sessions):
     by_session = {session.pk: session for session in sessions}
     for session in sessions:
         session.file_list = []
+    folders = {}
     for raw_file in files:
-        by_session[raw_file.session_id].file_list.append(raw_file)
+        session = by_session[raw_file.session_id]
+        session.file_list.append(raw_file)
+        key = (session.pk, raw_file.dataset_type)
+        if key not in folders:
+            folders[key] = session.folder(raw_file.dataset_type) + "/"
+        # Inside its session the file is named by its path below the session's folder.
+        raw_file.path_in_session = raw_file.subpath.removeprefix(folders[key])
         for replica in raw_file.all_replicas:
             replica.location = locations[replica.location_id]
         _describe_copies(raw_file)

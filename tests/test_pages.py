@@ -586,7 +586,7 @@ def test_search_by_several_subjects_dates_and_types(viewer_client, lab):
 
 def test_search_lists_only_writable_destinations(viewer_client, lab):
     page = html(viewer_client.get(reverse("catalog:search"), {"subjects": "dl1"}))
-    assert '<option value="scratch-ephys">' in page
+    assert 'value="scratch-ephys"' in page
     assert 'value="readonly-ephys"' not in page and 'value="archive-ephys"' not in page
 
 
