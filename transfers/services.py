@@ -171,6 +171,12 @@ def request_archive(*, session, user):
         groups.setdefault((source, archive), []).append(file)
     if not groups and mismatched:
         check_same_backend(mismatched[0], archives[mismatched[0].dataset_type])
+    if mismatched:
+        logger.warning(
+            "Session %s: %d files are only on locations the archive's backend cannot reach; left out",
+            session.pk,
+            len(mismatched),
+        )
     if not groups:
         raise Refusal(f"Every local file of session {session} is already archived.", code="already_archived")
 
