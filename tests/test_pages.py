@@ -4,6 +4,7 @@ archiving a session, searching and retrieving, and watching transfers."""
 import datetime
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.db.models import Max
@@ -470,8 +471,8 @@ def test_job_items_are_paginated(viewer_client, tmp_path, archivist):
     assert len(viewer_client.get(reverse("transfers:job", args=[job.pk]), {"page": 2}).context["page"]) == 50
 
 
-def test_globus_jobs_link_to_their_tasks_in_the_globus_web_app(viewer_client, db, tmp_path, settings):
-    settings.GLOBUS_WEB_APP_URL = "https://app.globus.example.org"
+@pytest.fixture
+def globus_job(db, tmp_path, archivist):
     archive = location(
         "petrel-video",
         tmp_path,
@@ -488,21 +489,39 @@ def test_globus_jobs_link_to_their_tasks_in_the_globus_web_app(viewer_client, db
         collection_id="11111111-2222-3333-4444-555555555555",
     )
     session = build_catalog(tmp_path, files=1).sessions[0]
-    job = make_job(session=session, source=rig, destination=archive)
-    TransferTask.objects.create(job=job, number=1, task_id="aaaa-bbbb", state=TaskState.ACTIVE)
-    page = html(viewer_client.get(reverse("transfers:job", args=[job.pk])))
+    return make_job(session=session, source=rig, destination=archive, user=archivist)
+
+
+def test_globus_jobs_link_to_their_tasks_in_the_globus_web_app(viewer_client, globus_job, settings):
+    settings.GLOBUS_WEB_APP_URL = "https://app.globus.example.org"
+    TransferTask.objects.create(job=globus_job, number=1, task_id="aaaa-bbbb", state=TaskState.ACTIVE)
+    page = html(viewer_client.get(reverse("transfers:job", args=[globus_job.pk])))
     assert 'href="https://app.globus.example.org/activity/aaaa-bbbb"' in page
 
 
-def test_jobs_waiting_for_a_login_say_so(client, jobs, archivist):
-    TransferJob.objects.filter(pk=jobs.archiving.pk).update(
+def test_jobs_waiting_for_a_login_say_so_and_send_the_requester_to_log_in(client, globus_job, archivist):
+    TransferJob.objects.filter(pk=globus_job.pk).update(
         state=JobState.NEEDS_LOGIN,
         error_code="ConsentRequired",
         error_message="petrel needs data_access consent.",
     )
     client.force_login(archivist)
-    page = html(client.get(reverse("transfers:job", args=[jobs.archiving.pk])))
+    response = client.get(reverse("transfers:job", args=[globus_job.pk]))
+    page = html(response)
     assert "log in to Globus again" in page and "grant it" in page and "Log in again" in page
+    link = urlsplit(response.context["login_again_url"])
+    params = parse_qs(link.query)
+    assert link.path == reverse("globus_login_again")
+    assert params["reason"] == ["consent"]
+    assert params["next"] == [reverse("transfers:job", args=[globus_job.pk])]
+    assert "5b875fda-4185-11e8-bb52-0ac6873fc732/data_access" in params["scope"][0]
+    assert "11111111-2222-3333-4444-555555555555/data_access" in params["scope"][0]
+
+    TransferJob.objects.filter(pk=globus_job.pk).update(error_code="LoginRequired")
+    response = client.get(reverse("transfers:job", args=[globus_job.pk]))
+    assert parse_qs(urlsplit(response.context["login_again_url"]).query)["reason"] == ["login"]
+    client.force_login(UserFactory(username="someone@lab.example.org"))
+    assert "globus/login-again" not in html(client.get(reverse("transfers:job", args=[globus_job.pk])))
 
 
 def test_requester_and_archivists_can_cancel_others_cannot(client, jobs, catalog, viewer):

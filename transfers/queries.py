@@ -4,9 +4,13 @@ whatever the number of jobs and items."""
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models import Exists, OuterRef, Q
+from django.urls import reverse
+from globus_sdk.scopes import GCSCollectionScopes, TransferScopes
 
+from archive_portal import views as portal_views
 from catalog import queries as catalog_queries
 from catalog.models import Backend
+from transfers.errors import ConsentRequired, LoginRequired
 from transfers.models import FINAL_STATES, UNFINISHED_STATES, JobKind, JobState, TransferItem, TransferJob
 
 # The state menu of the transfers page: the two groups first, then each state.
@@ -96,3 +100,17 @@ def globus_task_links(job):
     base = settings.GLOBUS_WEB_APP_URL.rstrip("/")
     return [(task, f"{base}/activity/{task.task_id}") for task in job.tasks.all() if task.task_id]
 
+
+def login_again_url(job):
+    """Where the requester of a job parked on a Globus login logs in again, then
+    comes back to the job; a missing consent asks for the job's collections."""
+    scope = TransferScopes.all
+    if job.error_code == ConsentRequired.code:
+        for location in (job.source, job.destination):
+            if location.backend == Backend.GLOBUS and location.collection_id:
+                data_access = GCSCollectionScopes(str(location.collection_id)).data_access
+                scope = scope.with_dependency(data_access.with_optional(True))
+        error = ConsentRequired(job.error_message, scopes=[str(scope)])
+    else:
+        error = LoginRequired(job.error_message, scopes=[str(scope)])
+    return portal_views.login_again_url(error, reverse("transfers:job", args=[job.pk]))

@@ -119,6 +119,7 @@ def job_detail(request, pk):
         "task_links": queries.globus_task_links(job),
         "can_cancel": _can_cancel(request.user, job),
         "advice": queries.ERROR_ADVICE.get(job.error_code, ""),
+        "login_again_url": queries.login_again_url(job) if job.state == JobState.NEEDS_LOGIN else "",
         "nav": "transfers",
     }
     return _render(request, "transfers/job_detail.html", "transfers/_job_live.html", context)
