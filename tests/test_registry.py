@@ -239,7 +239,7 @@ def test_a_batch_takes_a_fixed_number_of_queries(archive, django_assert_max_num_
         ("raw-ephys", "dl59/catgt_SC026_073119_g0", "names subject 'SC026'"),
         ("raw-ephys", "dl59/catgt_dl59_073119_g0/dl59_073119_g0_imec0", None),
         ("raw-ephys", "dl59/catgt_dl59_073119_g0/dl59_073119_g0_imec0/imec0_ks2", None),
-        ("raw-ephys", "dl59/catgt_dl59_073119_g0/dl59_073119_g0_imec0/imec1_ks2", "lies in the folder of probe"),
+        ("raw-ephys", f"{SESSION}/dl59_073119_g0_imec0/imec1_ks2", "lies in the folder of probe"),
         ("raw-ephys", "dl59/catgt_dl59_073119_g0/dl59_073119_1_g0_imec0", "does not belong to session"),
         ("raw-ephys", "dl59/catgt_dl59_073119_g0/extras", None),
         ("raw-ephys", "dl59/catgt_dl59_073119_g0/.git", "is hidden"),
