@@ -20,7 +20,6 @@ from catalog.models import (
 )
 from tests.factories import SessionFactory, file_type_for
 from tests.fakes import FakeGlobusAuth, FakeGlobusTransfer
-from tests.fakes import _http as fake_http
 
 
 def ensure_file_types():
@@ -184,9 +183,6 @@ class GlobusWorld:
 
 def start_globus(root, *, auth=True, **transfer_options):
     """Start the fakes; ``auth=False`` makes the transfer fake accept any bearer token."""
-    # Without TCP_NODELAY each answer waits ~40 ms for a delayed ACK (headers and
-    # body go out in two writes); the fake's handler should set this itself.
-    fake_http._Handler.disable_nagle_algorithm = True
     fake_auth = FakeGlobusAuth(clients={PORTAL_CLIENT_ID: PORTAL_CLIENT_SECRET}).start() if auth else None
     transfer = FakeGlobusTransfer(auth=fake_auth, **transfer_options).start()
     return GlobusWorld(root, fake_auth, transfer)
