@@ -7,10 +7,12 @@ the median server time and the number of SQL queries per page.
 
     python -m bench.pages                 # full size
     python -m bench.pages --scale 0.1     # a tenth of it
-    DATABASE_URL=postgres://... python -m bench.pages
+    BENCH_PAGES_DATABASE_URL=postgres://... python -m bench.pages
 
-The database (portal_bench_pages by default) is created when missing and its
-catalog reused when it already has the requested size.
+The benchmark's own PostgreSQL database (BENCH_PAGES_DATABASE_URL, by default
+postgres://postgres@127.0.0.1:5432/portal_bench_pages; never DATABASE_URL, whose
+catalog it would replace) is created when missing and its catalog reused when
+it already has the requested size.
 """
 
 import argparse
@@ -38,8 +40,8 @@ EPHYS_FILES = [
 VIDEO_FILES = [("{h2o}_side_{trial}-0000.avi", "tracking-video-trial", 250_000_000)]
 
 
-def _configure():
-    os.environ.setdefault("DATABASE_URL", DEFAULT_DATABASE_URL)
+def _configure(database_url):
+    os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     # Static files are served by the web server in production; the benchmark does not need them collected.
@@ -395,15 +397,20 @@ def main(argv=None):
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the full size (1.0)")
     parser.add_argument("--requests", type=int, default=30, help="timed requests per page (30)")
     parser.add_argument("--reload", action="store_true", help="load the catalog even if it has the size")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("BENCH_PAGES_DATABASE_URL", DEFAULT_DATABASE_URL),
+        help="the benchmark's own PostgreSQL database (its catalog is replaced)",
+    )
     args = parser.parse_args(argv)
-    _configure()
+    _configure(args.database_url)
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
     sizes = _sizes(args.scale)
     print(
         f"Catalog: {sizes['subjects']:,} subjects, {sizes['sessions']:,} sessions, {sizes['files']:,} files "
-        f"(PostgreSQL {os.environ['DATABASE_URL'].rsplit('/', 1)[-1]})"
+        f"(PostgreSQL database {args.database_url.rsplit('/', 1)[-1]})"
     )
     if args.reload or not _has_size(sizes):
         print(f"Loaded in {_load(sizes):.1f} s")
