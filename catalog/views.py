@@ -59,6 +59,14 @@ def subject_detail(request, key):
 
 
 @login_required
+def session_card(request, pk):
+    """One session of the subject page, as it stands now (after its archive job finished)."""
+    session = get_object_or_404(Session.objects.select_related("subject"), pk=pk)
+    queries.session_overviews([session])
+    return render(request, "catalog/_session_card.html", {"session": session})
+
+
+@login_required
 def session_files(request, pk):
     """The table of one session's files and their copies."""
     session = get_object_or_404(Session.objects.select_related("subject"), pk=pk)

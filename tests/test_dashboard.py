@@ -18,6 +18,8 @@ EXPECTED_QUERIES = {
     "subject": 11,
     # the same and a session's files: locations, files, replicas
     "subject_with_files": 14,
+    # session, archive locations, its file counts, its archive jobs
+    "session_card": 6,
     # file types, subjects named, count, page of sessions, archive locations, their file counts,
     # writable locations
     "search": 9,
@@ -86,6 +88,9 @@ def test_subject_page_queries_do_not_grow_with_sessions_and_files(viewer_client,
     few = queries_of(viewer_client, small_url, {"open": small.sessions[0].pk})
     many = queries_of(viewer_client, big_url, {"open": big.busy.sessions[25].pk})
     assert few == many == EXPECTED_QUERIES["subject_with_files"]
+    few = queries_of(viewer_client, reverse("catalog:session_card", args=[small.sessions[0].pk]))
+    many = queries_of(viewer_client, reverse("catalog:session_card", args=[big.busy.sessions[25].pk]))
+    assert few == many == EXPECTED_QUERIES["session_card"]
 
 
 def test_subject_page_by_subject_id_costs_the_same(viewer_client, small):

@@ -78,6 +78,8 @@ def test_archivist_archives_a_session_and_retrieves_a_file(page, live_server, sc
     session_card(page, second).get_by_role("button", name="Archive").click()
     status = page.locator(f"#session-{second.pk}-status")
     status.get_by_text("archived", exact=True).wait_for(timeout=60_000)
+    # Its card then reloads with the new copies.
+    session_card(page, second).get_by_text("4 files, 4 archived").wait_for()
     assert page.evaluate("window.keptAcrossTheClick") is True
     assert status.locator("[hx-trigger]").count() == 0
     screenshot("dashboard-subject-archived")

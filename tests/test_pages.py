@@ -369,11 +369,26 @@ def test_job_progress_polls_until_the_job_is_final(viewer_client, catalog):
         session=catalog.sessions[1], source=catalog.rig, destination=catalog.archive, bytes_done=500
     )
     url = reverse("transfers:job_progress", args=[job.pk])
-    page = html(viewer_client.get(url))
-    assert "hx-trigger" in page and "archiving" in page
+    response = viewer_client.get(url, headers={"HX-Request": "true"})
+    assert "hx-trigger" in html(response) and "archiving" in html(response)
+    assert "HX-Trigger" not in response
     TransferJob.transition(job.pk, from_states={JobState.ACTIVE}, to_state=JobState.SUCCEEDED)
-    page = html(viewer_client.get(url))
+    response = viewer_client.get(url, headers={"HX-Request": "true"})
+    page = html(response)
     assert "hx-trigger" not in page and "hx-get" not in page and "archived" in page
+    # The session's card hears that it changed and reloads itself.
+    assert response["HX-Trigger"] == f"session-changed-{catalog.sessions[1].pk}"
+    card = html(viewer_client.get(reverse("catalog:session_card", args=[catalog.sessions[1].pk])))
+    assert f'hx-trigger="session-changed-{catalog.sessions[1].pk} from:body"' in card
+    assert "<html" not in card and "local only" in card
+
+
+def test_a_failed_archive_stays_in_view(viewer_client, catalog):
+    job = make_job(session=catalog.sessions[1], source=catalog.rig, destination=catalog.archive)
+    TransferJob.transition(job.pk, from_states={JobState.ACTIVE}, to_state=JobState.FAILED)
+    response = viewer_client.get(reverse("transfers:job_progress", args=[job.pk]))
+    assert "archive failed" in html(response) and f"job #{job.pk}" in html(response)
+    assert "HX-Trigger" not in response
 
 
 # Transfers page --------------------------------------------------------------------

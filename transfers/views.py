@@ -130,7 +130,12 @@ def job_detail(request, pk):
 def job_progress(request, pk):
     """The small live progress of one job, as the subject page shows it."""
     job = get_object_or_404(TransferJob.objects.select_related("destination"), pk=pk)
-    return render(request, "transfers/_job_progress.html", {"job": job})
+    response = render(request, "transfers/_job_progress.html", {"job": job})
+    if job.state == JobState.SUCCEEDED and job.session_id is not None:
+        # The session's card on the subject page reloads to show its new copies;
+        # a failed or canceled job stays in view with its link.
+        response["HX-Trigger"] = f"session-changed-{job.session_id}"
+    return response
 
 
 @login_required
