@@ -28,8 +28,10 @@ EXPECTED_QUERIES = {
     # job, its tasks, count, page of items
     "job": 6,
     "job_progress": 3,
-    # file types, destination, sessions named, archive locations, the selected files
-    "preview": 7,
+    # file types, destination, archive locations, the selected files
+    "preview": 6,
+    # the same, the subjects named by the search and the ids of their matching files
+    "preview_of_a_search": 8,
 }
 
 
@@ -161,3 +163,21 @@ def test_retrieval_preview_queries_do_not_grow_with_the_selection(viewer_client,
         method="post",
     )
     assert few == many == EXPECTED_QUERIES["preview"]
+    few = queries_of(
+        viewer_client,
+        url,
+        {"all_matching": "1", "subjects": "sm1", "destination": "scratch-ephys"},
+        method="post",
+    )
+    many = queries_of(
+        viewer_client,
+        url,
+        {
+            "all_matching": "1",
+            "subjects": "busy1 bg1",
+            "file_type": "ephys-raw-neuropixels-ap-bin",
+            "destination": "scratch-ephys",
+        },
+        method="post",
+    )
+    assert few == many == EXPECTED_QUERIES["preview_of_a_search"]

@@ -195,11 +195,23 @@ def _job_numbers(jobs):
 # Retrieval -----------------------------------------------------------------
 
 
+class IdsField(forms.Field):
+    """Any number of row ids, as a form's checkboxes send them."""
+
+    widget = forms.MultipleHiddenInput
+
+    def to_python(self, value):
+        try:
+            return [int(item) for item in value or ()]
+        except (TypeError, ValueError):
+            raise forms.ValidationError("The selection is not a list of ids.") from None
+
+
 class RetrievalForm(forms.Form):
     """A selection from the search page and where to put it."""
 
-    session = forms.TypedMultipleChoiceField(required=False, coerce=int)
-    file = forms.TypedMultipleChoiceField(required=False, coerce=int)
+    session = IdsField(required=False)
+    file = IdsField(required=False)
     all_matching = forms.BooleanField(required=False)
     destination = forms.ModelChoiceField(
         queryset=StorageLocation.objects.filter(writable=True),
@@ -210,12 +222,6 @@ class RetrievalForm(forms.Form):
         },
     )
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        # Any id is a valid choice here; the services ignore ids that name nothing.
-        for name in ("session", "file"):
-            self.fields[name].valid_value = lambda value: str(value).isdigit()
-
     def clean(self):
         cleaned = super().clean()
         if not (cleaned.get("session") or cleaned.get("file") or cleaned.get("all_matching")):
@@ -224,23 +230,24 @@ class RetrievalForm(forms.Form):
 
 
 def _selection(form, search):
-    """The sessions and files a retrieval form names, as the services take them.
+    """The ids of the sessions and files a retrieval form names, as the services take them.
 
-    Whole sessions are passed as sessions; when the search narrowed the files
-    (a dataset or file type), or asked for every matching session, the
-    selection becomes the matching files of those sessions.
+    Whole sessions are passed as sessions (ids that name nothing select
+    nothing); when the search narrowed the files (a dataset or file type), or
+    asked for every matching session, the selection becomes the matching files
+    of those sessions.
     """
     data = form.cleaned_data
     file_filter = search.file_filter()[0] if search.is_valid() else catalog_queries.FileFilter()
-    sessions = Session.objects.filter(pk__in=data["session"])
-    files = RawFile.objects.filter(pk__in=data["file"])
+    if not (file_filter.narrows_files or data["all_matching"]):
+        return {"files": data["file"] or None, "sessions": data["session"] or None}
     if data["all_matching"]:
         sessions = file_filter.sessions()
-    if file_filter.narrows_files or data["all_matching"]:
-        matching = file_filter.files(RawFile.objects.filter(session__in=sessions.values("pk")))
-        files = RawFile.objects.filter(Q(pk__in=matching.values("pk")) | Q(pk__in=data["file"]))
-        return {"files": files, "sessions": None}
-    return {"files": list(files) or None, "sessions": list(sessions) or None}
+    else:
+        sessions = Session.objects.filter(pk__in=data["session"])
+    matching = file_filter.files(RawFile.objects.filter(session__in=sessions.values("pk")))
+    files = RawFile.objects.filter(Q(pk__in=matching.values("pk")) | Q(pk__in=data["file"]))
+    return {"files": files.values_list("pk", flat=True), "sessions": None}
 
 
 @login_required
@@ -281,9 +288,6 @@ def _render_preview(request, context):
 
 
 def _retrieval_queued(request, jobs):
-    if not jobs:
-        messages.info(request, "Nothing to retrieve: every selected file is already at the destination.")
-        return redirect("catalog:search")
     messages.success(request, f"Retrieval queued: {_job_numbers(jobs)}.")
     if len(jobs) == 1:
         url = reverse("transfers:job", args=[jobs[0].pk])
