@@ -16,6 +16,7 @@ from django.db.models import (
     Sum,
 )
 from django.db.models.functions import Coalesce, Lower
+from django.utils.module_loading import autodiscover_modules
 
 from catalog.models import (
     FileType,
@@ -40,8 +41,11 @@ STATUS_LABELS = {
 
 # Other apps may add what they know about sessions (the transfers app: which
 # sessions are being archived) without the catalog depending on them. Each
-# provider takes a list of session ids and returns {session id: [job, ...]}.
+# provider takes a list of session ids and returns {session id: [job, ...]};
+# apps register theirs in their own ``queries`` module, found the way the admin
+# finds ``admin`` modules.
 _session_job_providers = []
+_providers_found = False
 
 
 def register_session_jobs(provider):
@@ -52,6 +56,10 @@ def register_session_jobs(provider):
 
 
 def _unfinished_archive_jobs(session_ids):
+    global _providers_found
+    if not _providers_found:
+        autodiscover_modules("queries")
+        _providers_found = True
     jobs = {}
     for provider in _session_job_providers:
         for session_id, session_jobs in provider(session_ids).items():

@@ -12,7 +12,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from catalog import naming
+from catalog import naming, queries
 from catalog.models import (
     Backend,
     FileType,
@@ -721,3 +721,29 @@ def test_retrieval_refusals_are_messages(viewer_client, lab):
     response = viewer_client.post(reverse("transfers:retrieve"), {"destination": "scratch-ephys"})
     assert "Select at least one session or file" in html(response)
     assert not TransferJob.objects.exists()
+
+
+def test_counted_summaries_agree_with_summaries_of_loaded_files(catalog, archivist):
+    """The subject page counts in SQL what subject_sessions works out from every
+    file and copy; both must tell the same story, whatever the copies' states."""
+    first, second, third = catalog.sessions
+    Replica.objects.create(file=second.files.first(), location=catalog.archive, source=ReplicaSource.ARCHIVE)
+    Replica.objects.filter(file__session=third).update(state=ReplicaState.MISSING)
+    Replica.objects.filter(file__session=first, location=catalog.archive).update(state=ReplicaState.MISSING)
+    Replica.objects.filter(file=first.files.first(), location=catalog.rig).update(state=ReplicaState.MISSING)
+    make_job(session=second, source=catalog.rig, destination=catalog.archive, user=archivist)
+    subject = catalog.subjects[0]
+
+    loaded = queries.subject_sessions(subject)
+    counted = queries.session_overviews(subject.sessions.order_by("session_date", "ident"))
+    assert [s.summary for s in counted] == [s.summary for s in loaded]
+    assert [s.summary["status"] for s in counted] == ["missing-copies", "archiving", "missing-copies"]
+
+    [annotated] = queries.search_subjects(subject.water_restriction_number)
+    [attached] = queries.attach_subject_totals([subject])
+    names = ("session_count", "file_count", "total_bytes", "archived_files", "archived_bytes")
+    assert (
+        [getattr(annotated, n) for n in names]
+        == [getattr(attached, n) for n in names]
+        == [3, 12, 12000, 1, 1000]
+    )
