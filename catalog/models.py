@@ -257,7 +257,8 @@ class RawFile(models.Model):
                 violation_error_message="A subpath is relative, with / separators and no '.' or '..' parts.",
             ),
             models.CheckConstraint(
-                condition=Q(size__gte=0), name="rawfile_size_not_negative",
+                condition=Q(size__gte=0),
+                name="rawfile_size_not_negative",
                 violation_error_message="A size cannot be negative.",
             ),
             models.CheckConstraint(
@@ -299,18 +300,13 @@ class Replica(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["file", "location"], name="replica_file_location_unique"),
-            models.CheckConstraint(
-                condition=Q(state__in=ReplicaState.values), name="replica_state_valid"
-            ),
-            models.CheckConstraint(
-                condition=Q(source__in=ReplicaSource.values), name="replica_source_valid"
-            ),
+            models.CheckConstraint(condition=Q(state__in=ReplicaState.values), name="replica_state_valid"),
+            models.CheckConstraint(condition=Q(source__in=ReplicaSource.values), name="replica_source_valid"),
         ]
         indexes = [models.Index(fields=["location", "state"], name="replica_location_state_idx")]
 
     def __str__(self):
         return f"{self.file} @ {self.location} ({self.state})"
-
 
 
 class RunKind(models.TextChoices):

@@ -82,10 +82,15 @@ class RawFileFactory(factory.django.DjangoModelFactory):
     session = factory.SubFactory(SessionFactory)
     dataset_type = naming.RAW_EPHYS
     subpath = factory.LazyAttributeSequence(
-        lambda f, n: naming.session_folder(
-            f.dataset_type, f.session.subject.water_restriction_number, f.session.session_date, f.session.ident
+        lambda f, n: (
+            naming.session_folder(
+                f.dataset_type,
+                f.session.subject.water_restriction_number,
+                f.session.session_date,
+                f.session.ident,
+            )
+            + f"/file{n}.nidq.bin"
         )
-        + f"/file{n}.nidq.bin"
     )
     file_type = factory.LazyAttribute(lambda f: file_type_for(f.dataset_type, f.subpath.rsplit("/", 1)[-1]))
     size = 1000
