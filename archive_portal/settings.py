@@ -191,6 +191,8 @@ PORTAL_TASK_MAX_FILES = int(os.environ.get("PORTAL_TASK_MAX_FILES", "50000"))
 PORTAL_TASK_MAX_BYTES = int(os.environ.get("PORTAL_TASK_MAX_BYTES", str(50 * 1024**4)))
 PORTAL_ARCHIVE_DEADLINE_DAYS = int(os.environ.get("PORTAL_ARCHIVE_DEADLINE_DAYS", "7"))
 PORTAL_POLL_SECONDS = int(os.environ.get("PORTAL_POLL_SECONDS", "30"))
+# A discovery run with no checkpoint for this long may be taken over by another worker.
+PORTAL_DISCOVERY_STALE_SECONDS = int(os.environ.get("PORTAL_DISCOVERY_STALE_SECONDS", "300"))
 
 # Allauth: local accounts exist for the embedded default and for admins; lab
 # staff log in with Globus.

@@ -48,7 +48,7 @@ BATCH_SIZE = 1000
 # Progress reaches the database (and the run page) at least this often.
 CHECKPOINT_SECONDS = 5
 # A running run whose last checkpoint is older than this lost its worker and may be taken over.
-STALE_AFTER = timedelta(seconds=getattr(settings, "PORTAL_DISCOVERY_STALE_SECONDS", 300))
+STALE_AFTER = timedelta(seconds=settings.PORTAL_DISCOVERY_STALE_SECONDS)
 TASK = "transfers.discovery_tasks.run_discovery"
 
 COUNTERS = ("directories_listed", "files_seen", "registered", "unchanged", "unmatched", "marked_missing")
