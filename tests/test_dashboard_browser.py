@@ -123,6 +123,12 @@ def test_archivist_archives_a_session_and_retrieves_a_file(page, live_server, sc
     assert page.locator("table.jobs tbody tr").count() == 2
     assert page.locator("#job-table[hx-trigger]").count() == 0
     screenshot("dashboard-transfers")
+    page.get_by_label("State").select_option("failed")
+    page.wait_for_url(re.compile(r".*\?state=failed"))
+    page.get_by_text("No transfer matches these filters.").wait_for()
+    page.get_by_label("State").select_option("succeeded")
+    page.wait_for_url(re.compile(r".*\?state=succeeded"))
+    assert page.locator("table.jobs tbody tr").count() == 2
 
 
 def test_transfers_update_live_and_rest_in_hidden_tabs(page, live_server, screenshot, lab, start_worker):  # noqa: F811
