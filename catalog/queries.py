@@ -257,15 +257,16 @@ def attach_files(sessions):
 
 def session_overviews(sessions):
     """Give each of ``sessions`` (a page of them) its summary and unfinished
-    archive jobs from grouped counts, without loading files; three queries."""
+    archive jobs from grouped counts, without loading files; four queries.
+
+    Files and their copies are counted in two queries joined on indexes
+    rather than with EXISTS per file, which PostgreSQL may answer by hashing
+    the whole replica table.
+    """
     sessions = list(sessions)
     if not sessions:
         return sessions
     archive_ids = archive_location_ids()
-    present = Exists(Replica.objects.filter(file=OuterRef("pk"), state=ReplicaState.PRESENT))
-    archive_lost = Exists(
-        Replica.objects.filter(file=OuterRef("pk"), state=ReplicaState.MISSING, location__in=archive_ids)
-    )
     groups = (
         _with_archive_copy(RawFile.objects.filter(session__in=sessions), archive_ids)
         .order_by()
@@ -275,17 +276,25 @@ def session_overviews(sessions):
             bytes=Sum("size"),
             archived_files=Count("pk", filter=_ARCHIVED),
             archived_bytes=Sum("size", filter=_ARCHIVED),
-            without_copy=Count("pk", filter=~present),
-            archive_lost=Count("pk", filter=archive_lost),
-            archivable=Count("pk", filter=Q(archive_copy__isnull=True) & present),
         )
     )
+    copies = {
+        row["file__session"]: row
+        for row in Replica.objects.filter(file__session__in=sessions)
+        .order_by()
+        .values("file__session")
+        .annotate(
+            with_copy=Count("file", distinct=True, filter=Q(state=ReplicaState.PRESENT)),
+            archive_lost=Count(
+                "file", distinct=True, filter=Q(state=ReplicaState.MISSING, location__in=archive_ids)
+            ),
+        )
+    }
     counts = {session.pk: _empty_counts() for session in sessions}
     for group in groups:
         session_counts = counts[group["session"]]
-        for name in ("files", "bytes", "archived_files", "archived_bytes", "without_copy", "archive_lost"):
+        for name in ("files", "bytes", "archived_files", "archived_bytes"):
             session_counts[name] += group[name] or 0
-        session_counts["archivable"] = session_counts["archivable"] or bool(group["archivable"])
         session_counts["dataset_types"].add(group["dataset_type"])
         if group["probe_insertion"] is not None:
             session_counts["probes"].add(group["probe_insertion"])
@@ -293,10 +302,12 @@ def session_overviews(sessions):
     for session in sessions:
         session.archive_jobs = jobs.get(session.pk, [])
         session_counts = counts[session.pk]
+        session_copies = copies.get(session.pk, {"with_copy": 0, "archive_lost": 0})
         session.summary = _summary(
             session_counts,
-            missing=bool(session_counts["without_copy"] or session_counts["archive_lost"]),
-            archivable=session_counts["archivable"],
+            missing=session_copies["with_copy"] < session_counts["files"] or bool(session_copies["archive_lost"]),
+            # Every archived file has a present copy; any other file with one can be archived.
+            archivable=session_copies["with_copy"] > session_counts["archived_files"],
             archiving=bool(session.archive_jobs),
         )
     return sessions
@@ -308,9 +319,6 @@ def _empty_counts():
         "bytes": 0,
         "archived_files": 0,
         "archived_bytes": 0,
-        "without_copy": 0,
-        "archive_lost": 0,
-        "archivable": False,
         "dataset_types": set(),
         "probes": set(),
     }

@@ -14,12 +14,13 @@ from transfers.models import JobKind, JobState, TaskState, TransferTask
 EXPECTED_QUERIES = {
     # count, page of subjects, their sessions, archive locations, their files
     "subjects": 7,
-    # subject, its totals (3), count, page of sessions, archive locations, their file counts, archive jobs
-    "subject": 11,
+    # subject, its totals (3), count, page of sessions, archive locations, their file counts,
+    # their copies, archive jobs
+    "subject": 12,
     # the same and a session's files: locations, files, replicas
-    "subject_with_files": 14,
-    # session, archive locations, its file counts, its archive jobs
-    "session_card": 6,
+    "subject_with_files": 15,
+    # session, archive locations, its file counts, its copies, its archive jobs
+    "session_card": 7,
     # file types, subjects named, count, page of sessions, archive locations, their file counts,
     # writable locations
     "search": 9,
