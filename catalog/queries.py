@@ -8,15 +8,12 @@ from django.db.models import (
     Count,
     Exists,
     FilteredRelation,
-    IntegerField,
     OuterRef,
     Prefetch,
     Q,
-    Subquery,
     Sum,
 )
-from django.db.models.functions import Coalesce, Lower
-from django.utils.module_loading import autodiscover_modules
+from django.db.models.functions import Lower
 
 from catalog.models import (
     FileType,
@@ -42,10 +39,8 @@ STATUS_LABELS = {
 # Other apps may add what they know about sessions (the transfers app: which
 # sessions are being archived) without the catalog depending on them. Each
 # provider takes a list of session ids and returns {session id: [job, ...]};
-# apps register theirs in their own ``queries`` module, found the way the admin
-# finds ``admin`` modules.
+# apps register theirs when they are ready.
 _session_job_providers = []
-_providers_found = False
 
 
 def register_session_jobs(provider):
@@ -56,10 +51,6 @@ def register_session_jobs(provider):
 
 
 def _unfinished_archive_jobs(session_ids):
-    global _providers_found
-    if not _providers_found:
-        autodiscover_modules("queries")
-        _providers_found = True
     jobs = {}
     for provider in _session_job_providers:
         for session_id, session_jobs in provider(session_ids).items():
@@ -67,33 +58,10 @@ def _unfinished_archive_jobs(session_ids):
     return jobs
 
 
-def _archived_files():
-    return RawFile.objects.filter(
-        replicas__state=ReplicaState.PRESENT, replicas__location__role=LocationRole.ARCHIVE
-    )
-
-
 def _is_archived():
     """True for a file with a present copy at an archive location."""
     return Exists(
-        Replica.objects.filter(
-            file=OuterRef("pk"), state=ReplicaState.PRESENT, location__role=LocationRole.ARCHIVE
-        )
-    )
-
-
-def _per_subject(queryset, aggregate):
-    """A correlated subquery giving one aggregate of ``queryset`` per subject."""
-    return Coalesce(
-        Subquery(
-            queryset.filter(session__subject=OuterRef("pk"))
-            .order_by()
-            .values("session__subject")
-            .annotate(value=aggregate)
-            .values("value"),
-            output_field=IntegerField(),
-        ),
-        0,
+        Replica.objects.filter(file=OuterRef("pk"), state=ReplicaState.PRESENT, location__role=LocationRole.ARCHIVE)
     )
 
 
@@ -102,29 +70,6 @@ def _subject_condition(query):
     if query.isdigit():
         condition |= Q(subject_id__isnull=False) & Q(subject_id__contains=query)
     return condition
-
-
-def search_subjects(query=""):
-    """Subjects whose water restriction number or subject id contains ``query``,
-    with counts of sessions, files and bytes and how much is archived.
-
-    Each count is a correlated subquery: fine for a handful of subjects. Pages
-    listing many use ``matching_subjects`` and ``attach_subject_totals``.
-    """
-    sessions = (
-        Session.objects.filter(subject=OuterRef("pk"))
-        .order_by()
-        .values("subject")
-        .annotate(value=Count("pk"))
-        .values("value")
-    )
-    return matching_subjects(query).annotate(
-        session_count=Coalesce(Subquery(sessions, output_field=IntegerField()), 0),
-        file_count=_per_subject(RawFile.objects.all(), Count("pk")),
-        total_bytes=_per_subject(RawFile.objects.all(), Sum("size")),
-        archived_files=_per_subject(_archived_files(), Count("pk")),
-        archived_bytes=_per_subject(_archived_files(), Sum("size")),
-    )
 
 
 def matching_subjects(query=""):
@@ -162,10 +107,7 @@ def attach_subject_totals(subjects):
     subjects = list(subjects)
     ids = [subject.pk for subject in subjects]
     sessions = dict(
-        Session.objects.filter(subject__in=ids)
-        .order_by()
-        .values_list("subject")
-        .annotate(count=Count("pk"))
+        Session.objects.filter(subject__in=ids).order_by().values_list("subject").annotate(count=Count("pk"))
     )
     files = _with_archive_copy(RawFile.objects.filter(session__subject__in=ids), archive_location_ids())
     totals = {
@@ -186,9 +128,7 @@ def attach_subject_totals(subjects):
         subject.total_bytes = row.get("bytes") or 0
         subject.archived_files = row.get("archived_files") or 0
         subject.archived_bytes = row.get("archived_bytes") or 0
-        subject.archived_percent = (
-            int(100 * subject.archived_bytes / subject.total_bytes) if subject.total_bytes else 0
-        )
+        subject.archived_percent = int(100 * subject.archived_bytes / subject.total_bytes) if subject.total_bytes else 0
     return subjects
 
 
@@ -203,20 +143,6 @@ def find_subject(key):
     # A subject id wins over a water restriction number that happens to be digits.
     matches = sorted(Subject.objects.filter(condition)[:2], key=lambda s: str(s.subject_id) != key)
     return matches[0] if matches else None
-
-
-def subject_sessions(subject, sessions=None):
-    """The subject's sessions by date (or the given ones, e.g. a page of them),
-    each with its files, their present and missing copies and a summary."""
-    if sessions is None:
-        sessions = Session.objects.filter(subject=subject).order_by("session_date", "ident")
-    sessions = attach_files(sessions)
-    jobs = _unfinished_archive_jobs([session.pk for session in sessions]) if sessions else {}
-    for session in sessions:
-        session.subject = subject
-        session.archive_jobs = jobs.get(session.pk, [])
-        session.summary = summarize_session(session.file_list, archiving=bool(session.archive_jobs))
-    return sessions
 
 
 def attach_files(sessions):
@@ -285,9 +211,7 @@ def session_overviews(sessions):
         .values("file__session")
         .annotate(
             with_copy=Count("file", distinct=True, filter=Q(state=ReplicaState.PRESENT)),
-            archive_lost=Count(
-                "file", distinct=True, filter=Q(state=ReplicaState.MISSING, location__in=archive_ids)
-            ),
+            archive_lost=Count("file", distinct=True, filter=Q(state=ReplicaState.MISSING, location__in=archive_ids)),
         )
     }
     counts = {session.pk: _empty_counts() for session in sessions}
@@ -336,26 +260,6 @@ def _describe_copies(raw_file):
     # a file with no copy anywhere, or a lost archive copy, is not.
     raw_file.copies_missing = not raw_file.present_locations or any(
         location.is_archive for location in raw_file.missing_locations
-    )
-
-
-def summarize_session(files, *, archiving=False):
-    """Counts, sizes, probes, dataset types and the archive status of a session's files."""
-    archived = [f for f in files if f.archived]
-    counts = {
-        "files": len(files),
-        "bytes": sum(f.size for f in files),
-        "archived_files": len(archived),
-        "archived_bytes": sum(f.size for f in archived),
-        "dataset_types": {f.dataset_type for f in files},
-        "probes": {f.probe_insertion for f in files if f.probe_insertion is not None},
-    }
-    return _summary(
-        counts,
-        missing=any(f.copies_missing for f in files),
-        # Archiving needs a file that is not archived yet and can be read somewhere.
-        archivable=any(not f.archived and f.present_locations for f in files),
-        archiving=archiving,
     )
 
 
@@ -469,9 +373,7 @@ def attach_matching_counts(sessions, file_filter):
     sessions = list(sessions)
     if not sessions:
         return sessions
-    files = _with_archive_copy(
-        file_filter.files(RawFile.objects.filter(session__in=sessions)), archive_location_ids()
-    )
+    files = _with_archive_copy(file_filter.files(RawFile.objects.filter(session__in=sessions)), archive_location_ids())
     groups = (
         files.order_by()
         .values("session", "dataset_type")

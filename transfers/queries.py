@@ -8,7 +8,6 @@ from django.urls import reverse
 from globus_sdk.scopes import GCSCollectionScopes, TransferScopes
 
 from archive_portal import views as portal_views
-from catalog import queries as catalog_queries
 from catalog.models import Backend
 from transfers.errors import ConsentRequired, LoginRequired
 from transfers.models import FINAL_STATES, UNFINISHED_STATES, JobKind, JobState, TransferItem, TransferJob
@@ -40,16 +39,12 @@ def unfinished_archive_jobs(session_ids):
     return jobs
 
 
-# The subject page shows "archiving" and a progress bar for these sessions.
-catalog_queries.register_session_jobs(unfinished_archive_jobs)
-
-
 def jobs(*, state="", user=None, subject=None):
     """Jobs, newest first, with what their rows show, narrowed by state (a key of
     ``STATE_FILTERS``), requester and subject (the session archived or a file retrieved)."""
-    queryset = TransferJob.objects.select_related(
-        "source", "destination", "requested_by", "session__subject"
-    ).order_by("-created_at", "-pk")
+    queryset = TransferJob.objects.select_related("source", "destination", "requested_by", "session__subject").order_by(
+        "-created_at", "-pk"
+    )
     if state in STATE_FILTERS:
         queryset = queryset.filter(state__in=STATE_FILTERS[state][1])
     if user is not None:
