@@ -5,9 +5,15 @@ view/add/change/delete permissions on a ModelAdmin or inline without Django's
 per-model permission rows; everyone else sees nothing. Admins change users'
 roles here; the role decides ``is_staff``. Every change made through the admin
 is recorded by Django's LogEntry and shown, read-only, as the admin change log.
-Globus tokens have no admin page: their values never leave the vault.
+Globus tokens have no admin page: their values never leave the vault. Nor do
+allauth's social tokens and apps: the portal stores no tokens there, and its
+Globus client comes from the environment (an app added in the admin would show
+its secret, and would make login ambiguous).
 """
 
+# Imported first so that its registrations exist to be undone below.
+import allauth.socialaccount.admin  # noqa: F401
+from allauth.socialaccount.models import SocialApp, SocialToken
 from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
@@ -15,6 +21,9 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from django.utils.html import format_html
 
 from archive_portal.models import User
+
+admin.site.unregister(SocialToken)
+admin.site.unregister(SocialApp)
 
 
 def is_portal_admin(request):

@@ -31,8 +31,9 @@ from allauth.socialaccount.providers.globus.provider import GlobusProvider
 from allauth.socialaccount.providers.globus.views import GlobusOAuth2Adapter
 from allauth.socialaccount.providers.oauth2.views import OAuth2CallbackView, OAuth2LoginView
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.debug import sensitive_variables
@@ -162,13 +163,28 @@ def login_url(*, scopes=(), next_url=None):
     return f"{reverse('globus_login')}?{urlencode(params)}"
 
 
-oauth2_login = OAuth2LoginView.adapter_view(PortalGlobusOAuth2Adapter)
+_oauth2_login = OAuth2LoginView.adapter_view(PortalGlobusOAuth2Adapter)
 _oauth2_callback = OAuth2CallbackView.adapter_view(PortalGlobusOAuth2Adapter)
+
+
+def _globus_login_off(request):
+    # Without a Globus client allauth has no provider app and would fail with a server error.
+    messages.error(request, "Globus login is not set up on this portal; log in with your username and password.")
+    return redirect("account_login")
+
+
+@login_not_required
+def oauth2_login(request, *args, **kwargs):
+    if not clients.client_configured():
+        return _globus_login_off(request)
+    return _oauth2_login(request, *args, **kwargs)
 
 
 @login_not_required
 @sensitive_variables()
 def oauth2_callback(request, *args, **kwargs):
+    if not clients.client_configured():
+        return _globus_login_off(request)
     # allauth logs the current user out before logging the Globus user in;
     # that logout must not revoke the tokens this login is about to replace.
     request.portal_globus_callback = True

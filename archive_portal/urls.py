@@ -13,6 +13,9 @@ urlpatterns = [
     path("accounts/globus/login/", globus.oauth2_login),
     path("accounts/globus/login/callback/", globus.oauth2_callback),
     path("accounts/globus/login-again/", views.login_again, name="globus_login_again"),
+    # The portal sends no email; allauth's pages that would are answered here.
+    path("accounts/password/reset/", views.no_email),
+    path("accounts/email/", views.no_email),
     path("accounts/", include("allauth.urls")),
     path("transfers/", include("transfers.urls")),
     path("", include("catalog.urls")),

@@ -5,12 +5,15 @@ or ``ConsentRequired`` into the page that says what happened and offers a
 button starting a Globus login for exactly the missing scopes; the
 ``GlobusErrorMiddleware`` uses it for errors raised in views, and pages that
 know a job is parked link to ``globus_login_again`` with the same parameters.
+
+``no_email`` answers allauth's pages that would send email: the portal sends none.
 """
 
 import re
 from urllib.parse import urlencode, urlsplit
 
-from django.shortcuts import render
+from django.contrib import messages
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET
@@ -91,3 +94,14 @@ def login_again(request):
         scopes=scopes,
         next_url=_safe_next(request, request.GET.get("next")),
     )
+
+
+def no_email(request):
+    """allauth's pages that send email (password reset, managing addresses):
+    the portal sends none, so each answers with what to do instead."""
+    messages.info(
+        request,
+        "The portal sends no email: lab staff log in with Globus, and an admin sets local passwords "
+        "in the admin site.",
+    )
+    return redirect("catalog:subjects" if request.user.is_authenticated else "account_login")

@@ -1,6 +1,7 @@
 """The token vault: encryption at rest, key rotation, the start-up checks, and
 tokens kept out of repr(), logs and error reports."""
 
+import base64
 import datetime
 import io
 import logging
@@ -73,12 +74,17 @@ def test_repr_and_str_show_no_token(viewer):
 
 
 def test_the_admin_has_no_page_for_tokens(admin_client, viewer):
+    from allauth.socialaccount.models import SocialApp, SocialToken
     from django.contrib import admin
 
     save_sample(viewer)
-    assert GlobusToken not in admin.site._registry
-    page = admin_client.get(f"/admin/archive_portal/user/{viewer.pk}/change/").content.decode()
-    assert ACCESS not in page and REFRESH not in page and "gAAAAA" not in page
+    for model in (GlobusToken, SocialToken, SocialApp):
+        assert model not in admin.site._registry
+    for url in ("/admin/socialaccount/socialtoken/", "/admin/socialaccount/socialapp/"):
+        assert admin_client.get(url).status_code == 404
+    for url in (f"/admin/archive_portal/user/{viewer.pk}/change/", "/admin/archive_portal/user/", "/admin/"):
+        page = admin_client.get(url).content.decode()
+        assert ACCESS not in page and REFRESH not in page and "gAAAAA" not in page
 
 
 def test_pop_tokens_removes_them(viewer):
@@ -216,20 +222,53 @@ def all_token_values(fake):
     return [t["token"] for t in fake.issued_tokens]
 
 
-def test_login_refresh_and_logout_log_no_token(client, globus, caplog):
+def all_secrets(fake):
+    """Every credential a log line must not carry: the tokens Globus issued, the
+    client secret, and the client's Basic authorization header."""
+    basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
+    return [*all_token_values(fake), CLIENT_SECRET, basic]
+
+
+def log_everything(caplog):
     # Even with every library at DEBUG, which production never runs.
     for name in ("", "globus_sdk", "urllib3", "requests", "allauth", "django", "archive_portal", "transfers"):
         caplog.set_level(logging.DEBUG, logger=name)
+
+
+def test_login_refresh_and_logout_log_no_token(client, globus, caplog):
+    log_everything(caplog)
     globus_login(client, globus)
     user = get_user_model().objects.get()
     GlobusToken.objects.filter(user=user).update(expires_at=LONG_AGO)
     clients.transfer_client_for(user)
+    # The portal's own identity (client credentials) gets its token too.
+    clients.service_transfer_client().authorizer.get_authorization_header()
     client.post("/accounts/logout/")
 
-    assert len(all_token_values(globus)) >= 5
+    assert len(all_token_values(globus)) >= 6
     assert caplog.records
-    for value in all_token_values(globus):
+    for value in all_secrets(globus):
         assert value not in caplog.text
+
+
+def test_failed_refreshes_log_no_token_and_say_none_in_their_errors(client, globus, caplog):
+    log_everything(caplog)
+    globus_login(client, globus)
+    user = get_user_model().objects.get()
+    errors = []
+    for status, code in ((400, "INVALID_REQUEST"), (401, "UNAUTHORIZED"), (400, "invalid_grant")):
+        GlobusToken.objects.filter(user=user).update(expires_at=LONG_AGO)
+        globus.fail_next(1, status=status, path_contains="/token", code=code)
+        try:
+            clients.transfer_client_for(user)
+        except Exception as err:  # noqa: BLE001 - each is logged and shown somewhere
+            errors.append(err)
+            logging.getLogger("transfers.jobs").error("Job 1 failed: %s", err)
+        globus.clear_faults()
+    assert len(errors) == 3
+    text = caplog.text + "\n".join(repr(err) + str(err) for err in errors)
+    for value in all_secrets(globus):
+        assert value not in text
 
 
 def test_an_error_report_shows_no_token(client, globus, settings):
