@@ -109,7 +109,7 @@ def test_retrieval_never_overwrites(canned, canned_client, viewer):
     runner.submit_job(job.pk, backend=GlobusBackend(canned_client))
     body = json.loads(get_last_request().body)
     assert body["sync_level"] == 0
-    assert "verify_checksum" not in body and "deadline" not in body
+    assert body["verify_checksum"] is True and "deadline" not in body
     assert body["DATA"][0]["destination_path"] == f"/data/retrieved/{files[0].subpath}"
 
 

@@ -112,13 +112,17 @@ def submit_job(job_id, *, backend=None):
         return f"Job {job.pk} is {job.state}; nothing to submit."
     job.refresh_from_db()
 
-    if job.cancel_requested and not job.tasks.exclude(task_id="").exists():
+    if job.cancel_requested and not job.tasks.exclude(task_id="", submission_id="").exists():
         _finish_unsubmitted(job, JobState.CANCELED, "CANCELED", "Canceled before submission.")
         return f"Job {job.pk} canceled before submission."
 
     try:
         backend = backend or backend_for(job)
-        for task in job.tasks.filter(task_id="").order_by("number"):
+        for task in job.tasks.filter(task_id="", state=TaskState.NEW).order_by("number"):
+            if not task.submission_id and _cancel_requested(job):
+                # Never sent to the backend: nothing to stop. One with a submission id may run there.
+                _cancel_unsubmitted_task(task)
+                continue
             task_id = backend.submit(job, task)
             TransferTask.objects.filter(pk=task.pk).update(
                 task_id=task_id, state=TaskState.ACTIVE, submitted_at=timezone.now(), nice_status="Submitted"
@@ -151,6 +155,21 @@ def submit_job(job_id, *, backend=None):
     elif TransferJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
         cancel_submitted(job.pk, backend=backend)
     return f"Job {job.pk} submitted."
+
+
+def _cancel_unsubmitted_task(task):
+    message = "Canceled before submission."
+    with transaction.atomic():
+        TransferTask.objects.filter(pk=task.pk, task_id="", state=TaskState.NEW).update(
+            state=TaskState.FAILED,
+            error_code="CANCELED",
+            error_message=message,
+            nice_status="Canceled",
+            finished_at=timezone.now(),
+        )
+        TransferItem.objects.filter(task=task, state=ItemState.PENDING).update(
+            state=ItemState.FAILED, error_message=message
+        )
 
 
 def _retry_later(job, err):
@@ -295,6 +314,9 @@ def _give_up(job):
         TransferItem.objects.filter(job=job, state=ItemState.PENDING).update(
             state=ItemState.FAILED, error_message=message
         )
+    elif job.source.backend == Backend.GLOBUS and job.tasks.exclude(task_id="").exists():
+        _give_up_unsubmitted_tasks(job, message)
+        return
     TransferJob.transition(
         job.pk,
         from_states={job.state},
@@ -305,6 +327,35 @@ def _give_up(job):
         retry_at=None,
     )
     logger.error("Job %s: %s", job.pk, message)
+
+
+def _give_up_unsubmitted_tasks(job, message):
+    """Fail the tasks that never reached Globus; the job stays ACTIVE for the ones running
+    there, so that what they copy is recorded, and fails once they end."""
+    now = timezone.now()
+    with transaction.atomic():
+        if job.state == JobState.QUEUED and not TransferJob.transition(
+            job.pk, from_states={JobState.QUEUED}, to_state=JobState.SUBMITTING
+        ):
+            return
+        if not TransferJob.transition(
+            job.pk,
+            from_states={JobState.SUBMITTING},
+            to_state=JobState.ACTIVE,
+            submitted_at=job.submitted_at or now,
+            retry_at=None,
+            nice_status="Failed in part",
+        ):
+            transaction.set_rollback(True)
+            return
+        given_up = TransferTask.objects.filter(job=job, task_id="", state=TaskState.NEW)
+        TransferItem.objects.filter(task__in=given_up, state=ItemState.PENDING).update(
+            state=ItemState.FAILED, error_message=message
+        )
+        given_up.update(
+            state=TaskState.FAILED, error_code="gave_up", error_message=message, finished_at=now
+        )
+    logger.error("Job %s: %s Its tasks already at Globus are still followed.", job.pk, message)
 
 
 def poll_active_jobs(*, backend=None):
@@ -370,7 +421,10 @@ def poll_jobs(jobs, *, backend):
                 setattr(task, name, getattr(status, name))
             running.append(task)
     if running:
-        TransferTask.objects.bulk_update(running, _TASK_PROGRESS_FIELDS, batch_size=200)
+        # Only tasks still active: another poller may have recorded one's end meanwhile.
+        TransferTask.objects.filter(state=TaskState.ACTIVE).bulk_update(
+            running, _TASK_PROGRESS_FIELDS, batch_size=200
+        )
     for task, status in finished:
         try:
             finish_task(backend, task, status)
@@ -424,7 +478,7 @@ def _update_job_progress(job_ids):
         )
         for row in totals
     ]
-    TransferJob.objects.bulk_update(
+    TransferJob.objects.filter(state=JobState.ACTIVE).bulk_update(
         jobs, ["files_done", "files_skipped", "bytes_done", "nice_status", "updated_at"], batch_size=200
     )
 
@@ -601,7 +655,9 @@ def _copy_task(job, task, backend, deadline):
         if not batch and _cancel_requested(job):
             outcome = COPY_CANCELED
             break
-        result = backend.copy(job.source, job.destination, item.file.subpath, checksum=item.file.checksum)
+        result = backend.copy(
+            job.source, job.destination, item.file.subpath, checksum=item.file.checksum, size=item.file.size
+        )
         if first_error is None and result.outcome in (CopyOutcome.CONFLICT, CopyOutcome.FAILED):
             first_error = (
                 "conflict" if result.outcome == CopyOutcome.CONFLICT else "copy_failed",

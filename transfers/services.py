@@ -376,7 +376,8 @@ def cancel_job(*, job, user):
     TransferJob.objects.filter(pk=job.pk).exclude(state__in=FINAL_STATES).update(
         cancel_requested=True, nice_status="Canceling", updated_at=timezone.now()
     )
-    nothing_submitted = not job.tasks.exclude(task_id="").exists()
+    # A task with a submission id may exist at Globus even though its answer never came back.
+    nothing_submitted = not job.tasks.exclude(task_id="", submission_id="").exists()
     if nothing_submitted and TransferJob.transition(
         job.pk,
         from_states={JobState.QUEUED, JobState.NEEDS_LOGIN},
@@ -390,6 +391,9 @@ def cancel_job(*, job, user):
         logger.info("Job %s canceled before submission", job.pk)
     elif job.state in {JobState.ACTIVE, JobState.NEEDS_LOGIN}:
         runner.cancel_submitted(job.pk)
+    elif job.state == JobState.QUEUED:
+        # Its submitter learns the ids of the tasks Globus may have made, then stops them.
+        queue_submission(job)
     # A job being submitted right now is canceled by its submitter when it finishes.
     job.refresh_from_db()
     return job
@@ -403,7 +407,7 @@ def resume_jobs_for(user):
     resumed = []
     parked = TransferJob.objects.filter(requested_by=user, state=JobState.NEEDS_LOGIN)
     for job in parked:
-        submitted = not job.tasks.filter(task_id="").exists()
+        submitted = not job.tasks.filter(task_id="", state=TaskState.NEW).exists()
         with transaction.atomic():
             if submitted:
                 moved = TransferJob.transition(

@@ -110,20 +110,28 @@ class FilesystemBackend(TransferBackend):
     def successful_paths(self, task):
         return list(task.items.filter(state=ItemState.SUCCEEDED).values_list("file__subpath", flat=True))
 
-    def copy(self, source, destination, subpath, *, checksum=None):
-        """Copy one file from ``source`` to ``destination`` (StorageLocations)."""
+    def copy(self, source, destination, subpath, *, checksum=None, size=None):
+        """Copy one file from ``source`` to ``destination`` (StorageLocations).
+
+        ``size`` is the size the catalog records: bytes of another size are not
+        the file the catalog describes (truncated, or still being written).
+        """
         source_path = Path(source.local_path) / subpath
         destination_path = Path(destination.local_path) / subpath
         expected = parse_checksum(checksum)
         algorithm = expected[0] if expected else DEFAULT_ALGORITHM
         if not source_path.is_file():
             return CopyResult(CopyOutcome.FAILED, message=f"{subpath} is missing at {source.alias}.")
+        if size is not None and source_path.stat().st_size != size:
+            return self._wrong_size(source, subpath, source_path.stat().st_size, size)
         if destination_path.exists():
             return self._compare_existing(source_path, destination_path, subpath, algorithm, destination)
         destination_path.parent.mkdir(parents=True, exist_ok=True)
         temporary = destination_path.with_name(f".{destination_path.name}.partial-{uuid.uuid4().hex}")
         try:
-            source_digest, size = self._copy_bytes(source_path, temporary, algorithm)
+            source_digest, copied_size = self._copy_bytes(source_path, temporary, algorithm)
+            if size is not None and copied_size != size:
+                return self._wrong_size(source, subpath, copied_size, size)
             if expected and source_digest != expected[1]:
                 return CopyResult(
                     CopyOutcome.FAILED,
@@ -140,7 +148,14 @@ class FilesystemBackend(TransferBackend):
             return CopyResult(CopyOutcome.FAILED, message=f"Copying {subpath} failed: {err.strerror or err}.")
         finally:
             temporary.unlink(missing_ok=True)
-        return CopyResult(CopyOutcome.COPIED, checksum=f"{algorithm}:{source_digest}", size=size)
+        return CopyResult(CopyOutcome.COPIED, checksum=f"{algorithm}:{source_digest}", size=copied_size)
+
+    def _wrong_size(self, source, subpath, actual, recorded):
+        return CopyResult(
+            CopyOutcome.FAILED,
+            message=f"{subpath} at {source.alias} is {actual:,} bytes but the catalog records "
+            f"{recorded:,} bytes; it was not copied. Scan {source.alias} again once the file is complete.",
+        )
 
     def _copy_bytes(self, source_path, temporary, algorithm):
         digest = hashlib.new(algorithm)

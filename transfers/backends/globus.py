@@ -80,7 +80,8 @@ class GlobusBackend(TransferBackend):
 
     def transfer_document(self, job, task, submission_id):
         source, destination = job.source, job.destination
-        options = {"sync_level": "exists"}
+        # A retrieval is recorded as a verified copy, so Globus must verify it too.
+        options = {"sync_level": "exists", "verify_checksum": True}
         if job.kind == JobKind.ARCHIVE:
             options = {
                 "sync_level": "checksum",

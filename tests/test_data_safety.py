@@ -1,0 +1,207 @@
+"""Data-safety checks: the ways a transfer could be lost, miscounted or counted
+as a success it was not, each shown against the loopback Globus fake over real
+HTTP or real directories."""
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from catalog.models import LocationRole, Replica
+from tests.factories import SessionFactory
+from tests.transfer_factories import (
+    add_files,
+    archived_session,
+    fake_transfer_client,
+    filesystem_location,
+    point_sdk_at,
+    start_globus,
+    stop_globus,
+)
+from transfers import jobs as runner
+from transfers.backends.globus import GlobusBackend
+from transfers.errors import TransientError
+from transfers.models import ItemState, JobState, TaskState, TransferJob
+from transfers.services import cancel_job, request_archive, request_retrieval
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def world(tmp_path, monkeypatch, settings):
+    world = start_globus(tmp_path, auth=False)
+    point_sdk_at(world, monkeypatch, settings)
+    yield world
+    stop_globus(world)
+
+
+@pytest.fixture
+def backend(world):
+    return GlobusBackend(fake_transfer_client(world.transfer))
+
+
+@pytest.fixture
+def places(world):
+    return world.location("rig-globus"), world.location("petrel", role=LocationRole.ARCHIVE)
+
+
+def archive_job(world, local, user, *, count):
+    session = SessionFactory()
+    files = add_files(session, local, count=count, size=10, on_disk=world.directory(local))
+    [job] = request_archive(session=session, user=user)
+    return job, files
+
+
+class AnswerLost(GlobusBackend):
+    """Globus creates the task, but its answer never reaches the portal."""
+
+    def submit(self, job, task):
+        super().submit(job, task)
+        raise TransientError("Globus is unavailable (the connection dropped).")
+
+
+# ------------------------------------------------------------ cancellation
+
+
+def test_a_cancel_after_a_lost_submit_answer_stops_the_task_globus_made(world, places, backend, archivist):
+    local, archive = places
+    job, _ = archive_job(world, local, archivist, count=2)
+    runner.submit_job(job.pk, backend=AnswerLost(backend.client))
+    job.refresh_from_db()
+    assert job.state == JobState.QUEUED
+    [globus_task] = world.transfer.tasks
+    assert globus_task["status"] == "ACTIVE"
+
+    cancel_job(job=job, user=archivist)
+    job.refresh_from_db()
+    # A job whose task may be running at Globus is not canceled on the portal's word alone.
+    assert job.state != JobState.CANCELED
+    runner.submit_job(job.pk, backend=backend)
+
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELED
+    assert [task["status"] for task in world.transfer.tasks] == ["FAILED"]
+    assert world.transfer.tasks[0]["fatal_error"]["code"] == "CANCELED"
+    assert not Replica.objects.filter(location=archive).exists()
+
+
+def test_a_cancel_during_submission_starts_no_further_tasks(world, places, backend, archivist, settings):
+    settings.PORTAL_TASK_MAX_FILES = 1
+    local, _ = places
+    job, _ = archive_job(world, local, archivist, count=3)
+
+    class UserCancelsMeanwhile(GlobusBackend):
+        def submit(self, job, task):
+            task_id = super().submit(job, task)
+            cancel_job(job=TransferJob.objects.get(pk=job.pk), user=archivist)
+            return task_id
+
+    runner.submit_job(job.pk, backend=UserCancelsMeanwhile(backend.client))
+    runner.poll_jobs([job], backend=backend)
+
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELED
+    assert len(world.transfer.tasks) == 1
+    assert world.transfer.tasks[0]["fatal_error"]["code"] == "CANCELED"
+    assert set(job.tasks.values_list("state", flat=True)) == {TaskState.FAILED}
+    assert not job.items.filter(state=ItemState.PENDING).exists()
+
+
+# ------------------------------------------------------------- giving up
+
+
+def test_a_job_given_up_mid_submission_still_records_its_running_task(
+    world, places, backend, archivist, settings
+):
+    settings.PORTAL_TASK_MAX_FILES = 1
+    local, archive = places
+    job, files = archive_job(world, local, archivist, count=2)
+
+    class SecondNeverGoesThrough(GlobusBackend):
+        def submit(self, job, task):
+            if task.number == 2:
+                raise TransientError("Globus is unavailable (503).")
+            return super().submit(job, task)
+
+    runner.submit_job(job.pk, backend=SecondNeverGoesThrough(backend.client))
+    TransferJob.objects.filter(pk=job.pk).update(
+        attempts=runner.MAX_ATTEMPTS, retry_at=timezone.now() - timedelta(seconds=1)
+    )
+    runner.requeue_due_jobs()
+    world.transfer.run_tasks()
+    runner.poll_active_jobs(backend=backend)
+
+    job.refresh_from_db()
+    assert (job.state, job.error_code) == (JobState.FAILED, "gave_up")
+    # The first task ran at Globus: what it copied is known to the catalog.
+    assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]
+    assert job.items.get(file=files[0]).state == ItemState.SUCCEEDED
+    assert job.items.get(file=files[1]).state == ItemState.FAILED
+    assert set(job.tasks.values_list("state", flat=True)) == {TaskState.SUCCEEDED, TaskState.FAILED}
+
+
+# ------------------------------------------------------------ verification
+
+
+def test_a_globus_retrieval_verifies_checksums(world, backend, viewer):
+    archive = world.location("petrel", role=LocationRole.ARCHIVE)
+    scratch = world.location("scratch", writable=True)
+    session, _ = archived_session(archive, count=2, on_disk=world.directory(archive))
+    [job] = request_retrieval(sessions=[session], destination=scratch, user=viewer)
+    runner.submit_job(job.pk, backend=backend)
+    [task] = world.transfer.tasks
+    assert (task["sync_level"], task["verify_checksum"]) == (0, True)
+
+
+def test_a_local_file_that_changed_size_since_its_scan_is_not_archived(tmp_path, archivist):
+    local = filesystem_location(tmp_path, "rig-1")
+    archive = filesystem_location(tmp_path, "archive", role=LocationRole.ARCHIVE)
+    session = SessionFactory()
+    files = add_files(session, local, count=2, size=100, on_disk=local.local_path)
+    truncated = Path(local.local_path) / files[0].subpath
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    [job] = request_archive(session=session, user=archivist)
+
+    runner.submit_job(job.pk)
+    runner.run_filesystem_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert "100" in job.error_message and "60" in job.error_message
+    assert not (Path(archive.local_path) / files[0].subpath).exists()
+    assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[1].pk]
+    files[0].refresh_from_db()
+    assert not files[0].checksum
+
+
+# ---------------------------------------------------------------- counters
+
+
+def test_a_slow_poller_does_not_overwrite_the_counts_of_a_finished_task(
+    world, places, backend, archivist, settings
+):
+    settings.PORTAL_TASK_MAX_FILES = 1
+    local, _ = places
+    job, _ = archive_job(world, local, archivist, count=2)
+    runner.submit_job(job.pk, backend=backend)
+    first, second = job.tasks.order_by("number")
+
+    class OvertakenPoller(GlobusBackend):
+        def poll(self, tasks):
+            statuses = super().poll(tasks)
+            # Meanwhile another poller sees the first task end and records it.
+            world.transfer.run_tasks(first.task_id)
+            runner.poll_jobs([job], backend=backend)
+            return statuses
+
+    runner.poll_jobs([job], backend=OvertakenPoller(backend.client))
+    world.transfer.run_tasks()
+    runner.poll_jobs([job], backend=backend)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert (job.files_done, job.bytes_done) == (2, 20)
+    first.refresh_from_db()
+    assert (first.files_done, first.nice_status) != (0, "Queued")
+    assert first.files_done == 1
