@@ -205,3 +205,26 @@ def test_a_slow_poller_does_not_overwrite_the_counts_of_a_finished_task(
     first.refresh_from_db()
     assert (first.files_done, first.nice_status) != (0, "Queued")
     assert first.files_done == 1
+
+
+# ------------------------------------------------------- filesystem errors
+
+
+def test_a_destination_folder_that_cannot_be_made_fails_the_items_in_words(tmp_path, viewer):
+    archive = filesystem_location(tmp_path, "archive", role=LocationRole.ARCHIVE)
+    scratch = filesystem_location(tmp_path, "scratch", writable=True)
+    session, files = archived_session(archive, count=2, on_disk=archive.local_path)
+    # A file sits where the subject's folder should be.
+    blocker = Path(scratch.local_path) / files[0].subpath.split("/")[0]
+    blocker.write_bytes(b"not a folder")
+    [job] = request_retrieval(sessions=[session], destination=scratch, user=viewer)
+
+    runner.submit_job(job.pk)
+    runner.run_filesystem_job(job.pk)
+
+    job.refresh_from_db()
+    assert (job.state, job.error_code) == (JobState.FAILED, "copy_failed")
+    assert files[0].subpath in job.error_message
+    assert set(job.items.values_list("state", flat=True)) == {ItemState.FAILED}
+    assert blocker.read_bytes() == b"not a folder"
+    assert not Replica.objects.filter(location=scratch).exists()

@@ -124,9 +124,12 @@ class FilesystemBackend(TransferBackend):
             return CopyResult(CopyOutcome.FAILED, message=f"{subpath} is missing at {source.alias}.")
         if size is not None and source_path.stat().st_size != size:
             return self._wrong_size(source, subpath, source_path.stat().st_size, size)
-        if destination_path.exists():
-            return self._compare_existing(source_path, destination_path, subpath, algorithm, destination)
-        destination_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            if destination_path.exists():
+                return self._compare_existing(source_path, destination_path, subpath, algorithm, destination)
+            destination_path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            return CopyResult(CopyOutcome.FAILED, message=f"Copying {subpath} failed: {err.strerror or err}.")
         temporary = destination_path.with_name(f".{destination_path.name}.partial-{uuid.uuid4().hex}")
         try:
             source_digest, copied_size = self._copy_bytes(source_path, temporary, algorithm)
