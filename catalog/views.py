@@ -3,7 +3,6 @@
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
-from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.utils.cache import patch_vary_headers
 
@@ -42,7 +41,8 @@ def subject_detail(request, key):
     demand (htmx when its list is opened, or ``?open=<session>`` without JS)."""
     subject = queries.find_subject(key)
     if subject is None:
-        raise Http404(f"No subject with water restriction number or subject id {key!r}.")
+        # A page of its own, in the portal's frame, with a search to find the subject meant.
+        return render(request, "catalog/subject_not_found.html", {"key": key, "nav": "subjects"}, status=404)
     queries.attach_subject_totals([subject])
     sessions = subject.sessions.order_by("session_date", "ident", "pk")
     page = Paginator(sessions, SESSIONS_PER_PAGE).get_page(request.GET.get("page"))
@@ -81,12 +81,29 @@ class SearchForm(forms.Form):
         help_text="Water restriction numbers or subject ids, separated by spaces or commas.",
         widget=forms.TextInput(attrs={"placeholder": "e.g. dl59, SC026 407513", "size": 28}),
     )
-    date_from = forms.DateField(required=False, label="From", widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, label="To", widget=forms.DateInput(attrs={"type": "date"}))
-    dataset_type = forms.ChoiceField(
-        required=False, label="Dataset type", choices=[("", "Any")] + list(DatasetType.choices)
+    date_from = forms.DateField(
+        required=False,
+        label="From",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
     )
-    file_type = forms.ChoiceField(required=False, label="File type")
+    date_to = forms.DateField(
+        required=False,
+        label="To",
+        widget=forms.DateInput(attrs={"type": "date"}),
+        error_messages={"invalid": "Enter a date as YYYY-MM-DD."},
+    )
+    dataset_type = forms.ChoiceField(
+        required=False,
+        label="Dataset type",
+        choices=[("", "Any")] + list(DatasetType.choices),
+        error_messages={"invalid_choice": "“%(value)s” is not a dataset type; choose one from the list."},
+    )
+    file_type = forms.ChoiceField(
+        required=False,
+        label="File type",
+        error_messages={"invalid_choice": "“%(value)s” is not a known file type; choose one from the list."},
+    )
 
     def __init__(self, *args, file_types=(), **kwargs):
         super().__init__(*args, **kwargs)

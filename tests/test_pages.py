@@ -365,7 +365,7 @@ def test_job_progress_polls_until_the_job_is_final(viewer_client, catalog):
     page = html(response)
     assert "hx-trigger" not in page and "hx-get" not in page and "archived" in page
     # The session's card hears that it changed and reloads itself.
-    assert response["HX-Trigger"] == f"session-changed-{catalog.sessions[1].pk}"
+    assert response["HX-Trigger"] == f"session-changed-{catalog.sessions[1].pk}, subject-changed"
     card = html(viewer_client.get(reverse("catalog:session_card", args=[catalog.sessions[1].pk])))
     assert f'hx-trigger="session-changed-{catalog.sessions[1].pk} from:body"' in card
     assert "<html" not in card and "local only" in card
@@ -724,3 +724,93 @@ def test_session_summaries_follow_the_state_of_every_copy(catalog, archivist):
     [attached] = queries.attach_subject_totals([subject])
     names = ("session_count", "file_count", "total_bytes", "archived_files", "archived_bytes")
     assert [getattr(attached, n) for n in names] == [3, 12, 12000, 1, 1000]
+
+
+# What a person trips over ---------------------------------------------------
+
+
+def test_the_subjects_archived_share_follows_a_finished_archive(viewer_client, catalog):
+    subject = catalog.subjects[0]
+    page = html(viewer_client.get(reverse("catalog:subject", args=[subject.water_restriction_number])))
+    assert 'id="subject-summary"' in page and 'hx-trigger="subject-changed from:body"' in page
+
+
+def test_an_unknown_subject_in_the_transfers_filter_lists_no_job(viewer_client, jobs):
+    response = viewer_client.get(reverse("transfers:jobs"), {"subject": "zz1"})
+    page = html(response)
+    assert response.context["jobs"] == []
+    assert "Subject: No subject zz1." in page and "No transfer matches these filters." in page
+    assert f'id="job-row-{jobs.archiving.pk}"' not in page
+
+
+def test_a_job_page_names_the_job_once(viewer_client, jobs):
+    page = html(viewer_client.get(reverse("transfers:job", args=[jobs.retrieved.pk])))
+    assert f'<h1>Job #{jobs.retrieved.pk} <span class="muted">· Retrieve dl1</span></h1>' in page
+    assert "Retrieve <span" not in page
+
+
+def test_files_a_canceled_job_never_copied_say_so(viewer_client, jobs):
+    TransferJob.transition(jobs.archiving.pk, from_states={JobState.ACTIVE}, to_state=JobState.CANCELED)
+    page = html(viewer_client.get(reverse("transfers:job", args=[jobs.archiving.pk])))
+    assert "Not copied" in page and ">Pending<" not in page
+
+
+def test_search_errors_name_the_field_and_the_expected_format(viewer_client, lab):
+    response = viewer_client.get(
+        reverse("catalog:search"), {"date_from": "2019-13-45", "date_to": "banana", "file_type": "bogus"}
+    )
+    assert response.status_code == 200
+    page = html(response)
+    assert "From: Enter a date as YYYY-MM-DD." in page and "To: Enter a date as YYYY-MM-DD." in page
+    assert "File type: “bogus” is not a known file type; choose one from the list." in page
+    assert 'class="field actions"' in page
+
+
+def test_an_unknown_subject_is_a_portal_page_that_says_so(viewer_client, catalog):
+    response = viewer_client.get(reverse("catalog:subject", args=["nosuch"]))
+    assert response.status_code == 404
+    page = html(response)
+    assert "No subject has the water restriction number or subject id “nosuch”." in page
+    assert 'aria-label="Main"' in page and 'name="q" value="nosuch"' in page
+    page = html(viewer_client.get("/no/such/page/"))
+    assert "There is nothing at /no/such/page/." in page and reverse("catalog:search") in page
+
+
+def test_only_admins_start_runs_and_others_are_told_so(viewer_client, catalog):
+    response = viewer_client.post(reverse("transfers:discovery_start"), {"location": catalog.archive.alias})
+    assert response.status_code == 403
+    assert "Only admins start discovery runs." in html(response)
+
+
+def test_discovery_runs_show_dates_like_jobs_and_wrap_long_reasons(viewer_client, catalog, admin_user):
+    from catalog.models import DiscoveryRun, RunKind, RunState, UnmatchedCategory, UnmatchedPath
+
+    when = timezone.make_aware(datetime.datetime(2026, 11, 25, 22, 11, 41))
+    run = DiscoveryRun.objects.create(
+        location=catalog.archive,
+        kind=RunKind.DISCOVER,
+        state=RunState.SUCCEEDED,
+        requested_by=admin_user,
+        started_at=when,
+        finished_at=when,
+        unmatched=1,
+    )
+    UnmatchedPath.objects.create(
+        run=run, subpath="stray.txt", category=UnmatchedCategory.OUTSIDE_SUBJECT, reason="Belongs to no subject."
+    )
+    listing = html(viewer_client.get(reverse("transfers:discovery_runs")))
+    assert ">2026-11-25 22:11<" in listing
+    page = html(viewer_client.get(reverse("transfers:discovery_run", args=[run.pk])))
+    assert "<dd>2026-11-25 22:11:41</dd>" in page
+    assert '<table class="files unmatched">' in page and "Belongs to no subject." in page
+
+
+def test_login_and_logout_messages_use_the_portals_words(client, viewer):
+    response = client.post(
+        reverse("account_login"),
+        {"login": viewer.username, "password": "correct horse battery staple"},
+        follow=True,
+    )
+    assert f"Logged in as {viewer.username}." in html(response)
+    response = client.post(reverse("account_logout"), follow=True)
+    assert "You have logged out." in html(response)

@@ -80,10 +80,14 @@ class JobFilterForm(forms.Form):
 @require_GET
 def job_list(request):
     form = JobFilterForm(request.GET, requesters=queries.requesters())
-    filters = form.cleaned_data if form.is_valid() else {}
+    form.is_valid()
+    filters = form.cleaned_data
     jobs = queries.jobs(
         state=filters.get("state", ""), user=filters.get("user"), subject=filters.get("subject")
     )
+    if "subject" in form.errors:
+        # A mistyped subject lists no job rather than every job of every subject.
+        jobs = jobs.none()
     page = Paginator(jobs, JOBS_PER_PAGE).get_page(request.GET.get("page"))
     query = request.GET.copy()
     query.pop("page", None)
@@ -132,9 +136,10 @@ def job_progress(request, pk):
     job = get_object_or_404(TransferJob.objects.select_related("destination"), pk=pk)
     response = render(request, "transfers/_job_progress.html", {"job": job})
     if job.state == JobState.SUCCEEDED and job.session_id is not None:
-        # The session's card on the subject page reloads to show its new copies;
-        # a failed or canceled job stays in view with its link.
-        response["HX-Trigger"] = f"session-changed-{job.session_id}"
+        # The session's card on the subject page reloads to show its new copies,
+        # and the subject's archived share above them; a failed or canceled job
+        # stays in view with its link.
+        response["HX-Trigger"] = f"session-changed-{job.session_id}, subject-changed"
     return response
 
 
