@@ -1,5 +1,8 @@
 """Start-up checks of the identity layer (``manage.py check`` runs them).
 
+Ids are stable (operators silence or grep for them) and listed in README.md's
+Configuration section; a new check takes a new id.
+
 - portal.E001  PORTAL_TOKEN_KEYS unset outside development.
 - portal.E002  a PORTAL_TOKEN_KEYS entry is not a Fernet key.
 - portal.E003  GLOBUS_CLIENT_ID set without GLOBUS_CLIENT_SECRET.

@@ -40,7 +40,7 @@ def _development_secret_key():
     return path.read_text().strip()
 
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY = os.environ.get("SECRET_KEY", "").strip()
 if not SECRET_KEY:
     if not DEBUG and not env_bool("PORTAL_DEVELOPMENT"):
         raise ImproperlyConfigured(
@@ -216,7 +216,9 @@ SOCIALACCOUNT_PROVIDERS = {
 
 # django-q2: retry must exceed timeout so a slow task is not run twice.
 Q_CLUSTER = {
-    "name": "archive_portal",
+    # Portals sharing one Redis server keep apart by name: it names the queue
+    # (django-q2 reads Q_CLUSTER_NAME itself, for another purpose).
+    "name": os.environ.get("Q_NAME", "archive_portal"),
     "workers": int(os.environ.get("Q_WORKERS", "2")),
     "timeout": int(os.environ.get("Q_TIMEOUT", "600")),
     "retry": int(os.environ.get("Q_RETRY", "720")),

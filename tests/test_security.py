@@ -8,24 +8,37 @@
   an archivist cannot reach the admin. A refusal is a message or a 403, never
   a server error, and changes nothing.
 - Error pages with DEBUG off show no traceback, setting or secret.
+- Production settings: ``check --deploy`` with the production variables set
+  finds nothing serious, the portal refuses to start without SECRET_KEY and
+  says why, and REDIS_URL puts django-q2 on Redis (a real ``qcluster`` runs
+  a task through it).
 
 The table ``PORTAL_URLS`` must name every URL the portal routes to its own
 views (``test_the_table_covers_every_portal_url`` fails when one is added
 without a row), so a new page is audited by the same rules.
 """
 
+import os
+import re
+import subprocess
+import sys
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, path, reverse
 from django_q.models import OrmQ
 
 from archive_portal.models import GlobusToken, Role, User
+from archive_portal.urls import urlpatterns as portal_urlpatterns
 from catalog.models import DiscoveryRun, LocationRole, Replica, RunKind, Session
 from tests.factories import SessionFactory, UserFactory
 from tests.test_login import CLIENT_ID, CLIENT_SECRET, use_globus_client
 from tests.transfer_factories import add_files, archived_session, ensure_file_types, filesystem_location
+from tests.worker import start_worker  # noqa: F401 - fixture
 from transfers.models import JobKind, JobState, TransferJob
 
 
@@ -383,7 +396,7 @@ def missing(request):
     raise Http404(f"nothing here for {CLIENT_SECRET}")
 
 
-urlpatterns = [path("boom/", server_error), path("missing/", missing)]
+urlpatterns = [path("boom/", server_error), path("missing/", missing), *portal_urlpatterns]
 
 
 @pytest.mark.urls(__name__)
@@ -398,3 +411,141 @@ def test_error_pages_with_debug_off_show_nothing_inside(db, settings, caplog):
         for leak in (CLIENT_SECRET, settings.SECRET_KEY, "Traceback", "boom in a view", "GLOBUS_CLIENT_SECRET"):
             assert leak not in body, (url, leak)
     assert CLIENT_SECRET not in caplog.text
+
+
+# ------------------------------------------------------------------ production settings
+BASE_DIR = Path(__file__).resolve().parent.parent
+REDIS_URL = os.environ.get("PORTAL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Variables that decide how the portal runs; each subprocess below sets its own.
+PORTAL_VARIABLES = (
+    "SECRET_KEY",
+    "DEBUG",
+    "PORTAL_DEVELOPMENT",
+    "DJANGO_SETTINGS_MODULE",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "PORTAL_TOKEN_KEYS",
+    "PORTAL_ALLOWED_DOMAINS",
+    "PORTAL_ALLOWED_GLOBUS_GROUP",
+    "GLOBUS_CLIENT_ID",
+    "GLOBUS_CLIENT_SECRET",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "Q_NAME",
+)
+PRODUCTION = {
+    "SECRET_KEY": "k7#Qv9!mZ2@xL4$wP8^rT1&yN6*bH3(jD5)sF0-gC2+eA9=uR7",
+    "ALLOWED_HOSTS": "portal.example.org",
+    "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/x",
+    "PORTAL_TOKEN_KEYS": Fernet.generate_key().decode(),
+    "GLOBUS_CLIENT_ID": CLIENT_ID,
+    "GLOBUS_CLIENT_SECRET": CLIENT_SECRET,
+    "PORTAL_ALLOWED_DOMAINS": "lab.org",
+}
+
+
+def manage(*args, **environment):
+    """``manage.py *args`` in a fresh process with only ``environment`` set of the portal's variables."""
+    env = {key: value for key, value in os.environ.items() if key not in PORTAL_VARIABLES}
+    env.update(environment)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_deploy_with_production_variables_finds_nothing_serious():
+    result = manage("check", "--deploy", **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    # HSTS preload is a commitment to browsers; SECURE_HSTS_PRELOAD=1 opts in.
+    found = {word.strip("():") for word in output.split() if word.startswith("(security.") or "portal." in word}
+    assert found <= {"security.W021"}, output
+    for value in (PRODUCTION["SECRET_KEY"], PRODUCTION["PORTAL_TOKEN_KEYS"], CLIENT_SECRET):
+        assert value not in output
+
+
+def test_check_deploy_names_each_missing_production_variable():
+    for missing, problem in (("PORTAL_TOKEN_KEYS", "portal.E001"), ("GLOBUS_CLIENT_SECRET", "portal.E003")):
+        environment = {key: value for key, value in PRODUCTION.items() if key != missing}
+        result = manage("check", "--deploy", **environment)
+        assert result.returncode != 0
+        assert problem in result.stderr + result.stdout
+
+
+def test_without_a_secret_key_the_portal_refuses_to_start_and_says_why():
+    environment = {key: value for key, value in PRODUCTION.items() if key != "SECRET_KEY"}
+    result = manage("check", **environment)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DEBUG is off" in result.stderr
+    assert CLIENT_SECRET not in result.stderr and PRODUCTION["PORTAL_TOKEN_KEYS"] not in result.stderr
+    assert "SECRET_KEY must be set" in manage("check", **environment, SECRET_KEY="  ").stderr
+    assert manage("check", **environment, DEBUG="1").returncode == 0
+
+
+BROKER_ROUND_TRIP = """
+import django
+django.setup()
+from django_q.brokers import get_broker
+broker = get_broker()
+print(type(broker).__module__, type(broker).__name__)
+broker.enqueue("ping")
+task = broker.dequeue()
+print(task[0][1].decode())
+broker.acknowledge(task[0][0])
+broker.delete_queue()
+"""
+
+
+def test_redis_url_puts_the_workers_on_redis():
+    name = f"portal-test-{uuid.uuid4().hex[:8]}"
+    env = {key: value for key, value in os.environ.items() if key not in PORTAL_VARIABLES}
+    env.update(DJANGO_SETTINGS_MODULE="tests.settings", REDIS_URL=REDIS_URL, Q_NAME=name)
+    result = subprocess.run(
+        [sys.executable, "-c", BROKER_ROUND_TRIP], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["django_q.brokers.redis_broker", "Redis", "ping"]
+
+
+@pytest.mark.e2e
+def test_a_qcluster_on_redis_runs_a_queued_task(start_worker):  # noqa: F811
+    import redis
+    from django_q.brokers.redis_broker import Redis
+    from django_q.models import Success
+    from django_q.tasks import async_task
+
+    name = f"portal-test-{uuid.uuid4().hex[:8]}"
+    worker = start_worker(REDIS_URL=REDIS_URL, Q_NAME=name)
+    # This process runs on the ORM broker; hand the task to the worker's Redis queue directly.
+    broker = Redis(list_key=name)
+    broker.connection = redis.from_url(REDIS_URL)
+    from django_q.conf import Conf
+
+    prefix, Conf.PREFIX = Conf.PREFIX, name  # the signing salt the worker expects
+    try:
+        task_id = async_task("math.hypot", 3, 4, broker=broker, task_name="redis-e2e")
+    finally:
+        Conf.PREFIX = prefix
+    assert broker.queue_size() <= 1
+    try:
+        worker.wait_for(lambda: Success.objects.filter(id=task_id).exists(), timeout=60)
+    finally:
+        broker.delete_queue()
+    assert Success.objects.get(id=task_id).result == 5.0
+    assert not OrmQ.objects.exists()  # nothing went through the database queue
+    assert f"[django_q:{name}:q] running" in worker.log()  # the Redis queue's key
+
+
+def test_the_start_up_check_ids_are_documented():
+    in_code = set(re.findall(r'id="(portal\.[EW]\d{3})"', (BASE_DIR / "archive_portal/checks.py").read_text()))
+    in_readme = set(re.findall(r"^\| `(portal\.[EW]\d{3})` \|", (BASE_DIR / "README.md").read_text(), re.M))
+    assert in_code == in_readme
+    assert in_code >= {"portal.E001", "portal.E002", "portal.E003", "portal.E004", "portal.W001", "portal.W002"}
