@@ -1,6 +1,8 @@
 """Turn "log in again" failures raised in views into a page a person can act on,
 and keep credentials out of error reports."""
 
+import re
+
 from django.http import HttpResponse
 from django.views.debug import SafeExceptionReporterFilter
 
@@ -33,7 +35,13 @@ class TokenSafeExceptionReporterFilter(SafeExceptionReporterFilter):
     credentials (``refresh_token``, ``auth_header``, ...) and such keys in
     dicts (``headers["Authorization"]``), in every frame, including
     globus-sdk's and requests' own. ``sensitive_variables`` stays the first
-    line; this catches frames no decorator reaches."""
+    line; this catches frames no decorator reaches. Settings and request
+    variables naming a database or Redis URL are hidden too: such URLs may
+    carry a password."""
+
+    hidden_settings = re.compile(
+        SafeExceptionReporterFilter.hidden_settings.pattern + "|DATABASE_URL|REDIS", flags=re.IGNORECASE
+    )
 
     def get_traceback_frame_variables(self, request, tb_frame):
         items = super().get_traceback_frame_variables(request, tb_frame)

@@ -294,3 +294,16 @@ def test_an_error_report_shows_no_token(client, globus, settings):
     for value in (token.access_token, token.refresh_token, CLIENT_SECRET):
         assert value not in html
         assert value not in text
+
+
+def test_error_reports_hide_database_and_redis_urls(settings):
+    from archive_portal.middleware import TokenSafeExceptionReporterFilter
+
+    url = "redis://:hunter2-redis-password@127.0.0.1:6379/0"
+    settings.REDIS_URL = url
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "redis": url}
+    request = RequestFactory().get("/", DATABASE_URL="postgres://portal:hunter2-db-password@db/portal")
+    report_filter = TokenSafeExceptionReporterFilter()
+    shown = repr(report_filter.get_safe_settings()) + repr(report_filter.get_safe_request_meta(request))
+    assert "hunter2" not in shown
+    assert "Q_CLUSTER" in shown and "workers" in shown  # the rest stays readable
