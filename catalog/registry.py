@@ -248,11 +248,17 @@ class Registry:
             )
         if touch:
             Replica.objects.filter(pk__in=touch).update(updated_at=now)
+        lost = 0
         if lose:
-            Replica.objects.filter(pk__in=lose).update(state=ReplicaState.MISSING, updated_at=now)
+            stale = Replica.objects.filter(pk__in=lose)
+            if self.run is not None and self.run.started_at is not None:
+                # A copy recorded since the walk began (a transfer ending) is newer than the
+                # listing, which may have caught the file while it was still being written.
+                stale = stale.filter(updated_at__lt=self.run.started_at)
+            lost = stale.update(state=ReplicaState.MISSING, updated_at=now)
         result.registered += len(new_replicas) + len(revive)
         result.unchanged += len(touch)
-        result.marked_missing += len(lose)
+        result.marked_missing += lost
 
     def _files(self, subpaths) -> dict[str, tuple[int, int]]:
         """{subpath: (pk, size)} of the registered files among `subpaths`."""

@@ -8,11 +8,21 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from catalog.models import LocationRole, Replica
+from catalog.models import (
+    DiscoveryRun,
+    LocationRole,
+    Replica,
+    ReplicaState,
+    RunKind,
+    RunState,
+    UnmatchedCategory,
+)
+from catalog.registry import FileRecord, Registry
 from tests.factories import SessionFactory
 from tests.transfer_factories import (
     add_files,
     archived_session,
+    ensure_file_types,
     fake_transfer_client,
     filesystem_location,
     point_sdk_at,
@@ -228,3 +238,41 @@ def test_a_destination_folder_that_cannot_be_made_fails_the_items_in_words(tmp_p
     assert set(job.items.values_list("state", flat=True)) == {ItemState.FAILED}
     assert blocker.read_bytes() == b"not a folder"
     assert not Replica.objects.filter(location=scratch).exists()
+
+
+# ---------------------------------------------------------------- discovery
+
+
+def test_a_copy_a_transfer_recorded_during_a_scan_is_not_lost_to_the_scans_older_listing(tmp_path):
+    ensure_file_types()
+    scratch = filesystem_location(tmp_path, "scratch", writable=True)
+    session = SessionFactory()
+    [file] = add_files(session, scratch, count=1, size=100)
+    started = timezone.now() - timedelta(seconds=10)
+    run = DiscoveryRun.objects.create(
+        location=scratch, kind=RunKind.SCAN, state=RunState.RUNNING, claim="scan", started_at=started
+    )
+    # The scan listed the folder while Globus was still writing the file (60 of 100 bytes);
+    # then the retrieval ended and recorded its copy, before the scan's batch was written.
+    Replica.objects.filter(file=file).update(updated_at=timezone.now())
+
+    result = Registry(scratch, run=run).register([FileRecord(file.subpath, 60)])
+
+    assert Replica.objects.get(file=file, location=scratch).state == ReplicaState.PRESENT
+    assert result.marked_missing == 0
+    assert [skipped.category for skipped in result.unmatched] == [UnmatchedCategory.SIZE_CONFLICT]
+
+
+def test_a_copy_of_the_wrong_size_seen_by_a_scan_is_still_marked_missing(tmp_path):
+    ensure_file_types()
+    scratch = filesystem_location(tmp_path, "scratch", writable=True)
+    [file] = add_files(SessionFactory(), scratch, count=1, size=100)
+    Replica.objects.filter(file=file).update(updated_at=timezone.now() - timedelta(days=1))
+    run = DiscoveryRun.objects.create(
+        location=scratch, kind=RunKind.SCAN, state=RunState.RUNNING, claim="scan", started_at=timezone.now()
+    )
+
+    result = Registry(scratch, run=run).register([FileRecord(file.subpath, 60)])
+
+    assert Replica.objects.get(file=file, location=scratch).state == ReplicaState.MISSING
+    assert result.marked_missing == 1
