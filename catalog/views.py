@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET
 
 from catalog import queries
 from catalog.models import DatasetType, Session
@@ -23,6 +24,7 @@ def _render(request, template, fragment, context):
 
 
 @login_required
+@require_GET
 def subject_list(request):
     query = request.GET.get("q", "").strip()
     page = Paginator(queries.matching_subjects(query), SUBJECTS_PER_PAGE).get_page(request.GET.get("page"))
@@ -36,6 +38,7 @@ def subject_list(request):
 
 
 @login_required
+@require_GET
 def subject_detail(request, key):
     """A subject's sessions with their status; a session's files are shown on
     demand (htmx when its list is opened, or ``?open=<session>`` without JS)."""
@@ -59,6 +62,7 @@ def subject_detail(request, key):
 
 
 @login_required
+@require_GET
 def session_card(request, pk):
     """One session of the subject page, as it stands now (after its archive job finished)."""
     session = get_object_or_404(Session.objects.select_related("subject"), pk=pk)
@@ -67,6 +71,7 @@ def session_card(request, pk):
 
 
 @login_required
+@require_GET
 def session_files(request, pk):
     """The table of one session's files and their copies."""
     session = get_object_or_404(Session.objects.select_related("subject"), pk=pk)
@@ -151,6 +156,7 @@ class SearchForm(forms.Form):
 
 
 @login_required
+@require_GET
 def search(request):
     """Find sessions and files by subject, date and type, and select some to retrieve.
 
@@ -187,6 +193,7 @@ def search(request):
 
 
 @login_required
+@require_GET
 def search_files(request, pk):
     """The checkboxes of one session's files that match the search."""
     session = get_object_or_404(Session, pk=pk)

@@ -556,7 +556,9 @@ def test_admins_start_runs_others_may_not(
     setup = _filesystem(tmp_path, LocationRole.ARCHIVE)
     url = reverse("transfers:discovery_start")
     client.force_login(archivist)
-    assert client.post(url, {"location": setup.location.pk}).status_code == 403
+    refused = client.post(url, {"location": setup.location.pk})
+    assert refused["Location"] == reverse("transfers:discovery_runs")
+    assert not DiscoveryRun.objects.exists()
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(url, {"location": setup.location.pk})

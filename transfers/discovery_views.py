@@ -4,11 +4,10 @@ unmatched paths, and the admins' button that starts a run for a location."""
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import DiscoveryRun, StorageLocation, UnmatchedCategory
 from transfers import discovery
@@ -26,6 +25,7 @@ class StartRunForm(forms.Form):
 
 
 @login_required
+@require_GET
 def run_list(request):
     runs = DiscoveryRun.objects.select_related("location", "requested_by")[:RUNS_SHOWN]
     form = StartRunForm() if request.user.can_administer else None
@@ -36,7 +36,8 @@ def run_list(request):
 @require_POST
 def start_run(request):
     if not request.user.can_administer:
-        raise PermissionDenied("Only admins start discovery runs.")
+        messages.error(request, "Only admins start discovery runs.")
+        return redirect("transfers:discovery_runs")
     form = StartRunForm(request.POST)
     if not form.is_valid():
         messages.error(request, "Choose a storage location to walk.")
@@ -53,6 +54,7 @@ def start_run(request):
 
 
 @login_required
+@require_GET
 def run_detail(request, pk):
     run = get_object_or_404(DiscoveryRun.objects.select_related("location", "requested_by"), pk=pk)
     if request.htmx and not request.htmx.history_restore_request:
