@@ -2,6 +2,8 @@
 as a success it was not, each shown against the loopback Globus fake over real
 HTTP or real directories."""
 
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -276,3 +278,29 @@ def test_a_copy_of_the_wrong_size_seen_by_a_scan_is_still_marked_missing(tmp_pat
 
     assert Replica.objects.get(file=file, location=scratch).state == ReplicaState.MISSING
     assert result.marked_missing == 1
+
+
+def test_a_partial_file_left_by_a_killed_copy_run_is_cleared_by_the_next(tmp_path, archivist, settings):
+    local = filesystem_location(tmp_path, "rig-1")
+    archive = filesystem_location(tmp_path, "archive", role=LocationRole.ARCHIVE)
+    session = SessionFactory()
+    [file] = add_files(session, local, count=1, size=100, on_disk=local.local_path)
+    destination = Path(archive.local_path) / file.subpath
+    destination.parent.mkdir(parents=True)
+    leftover = destination.with_name(f".{destination.name}.partial-{'0' * 32}")
+    leftover.write_bytes(b"half a file")
+    long_ago = time.time() - 2 * settings.Q_CLUSTER["timeout"]
+    os.utime(leftover, (long_ago, long_ago))
+    # Another run's copy still being written is left alone.
+    live = destination.with_name(f".{destination.name}.partial-{'1' * 32}")
+    live.write_bytes(b"being written")
+    [job] = request_archive(session=session, user=archivist)
+
+    runner.submit_job(job.pk)
+    runner.run_filesystem_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert not leftover.exists()
+    assert live.exists()
+    assert destination.read_bytes() == (Path(local.local_path) / file.subpath).read_bytes()

@@ -4,18 +4,23 @@ Each file is written to a hidden temporary file beside its destination,
 checked against the source's checksum, and only then linked into place. A
 file already at the destination is never overwritten: an identical one counts
 as already there, a different one is a conflict left untouched. A copy that
-fails leaves no partial file behind.
+fails leaves no partial file behind, and the next copy of a file removes the
+partial one a killed worker left.
 
 The copying runs in a worker (``transfers.tasks.run_filesystem_job``), file by
 file; this backend has no remote task to poll or cancel.
 """
 
 import errno
+import glob
 import hashlib
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from django.conf import settings
 
 from transfers.backends.base import TaskOutcome, TaskStatus, TransferBackend
 from transfers.models import ItemState, TaskState
@@ -76,6 +81,21 @@ def _link_without_overwrite(temporary, destination):
     temporary.unlink()
 
 
+def _remove_stale_partials(destination):
+    """Remove the partial files a killed copy run left beside ``destination``.
+
+    A live copy keeps writing its own; one untouched for longer than a worker
+    may run belongs to a run that was killed.
+    """
+    cutoff = time.time() - settings.Q_CLUSTER.get("timeout", 600)
+    for leftover in destination.parent.glob(f".{glob.escape(destination.name)}.partial-*"):
+        try:
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+        except FileNotFoundError:
+            pass
+
+
 class FilesystemBackend(TransferBackend):
     name = "filesystem"
 
@@ -128,6 +148,7 @@ class FilesystemBackend(TransferBackend):
             if destination_path.exists():
                 return self._compare_existing(source_path, destination_path, subpath, algorithm, destination)
             destination_path.parent.mkdir(parents=True, exist_ok=True)
+            _remove_stale_partials(destination_path)
         except OSError as err:
             return CopyResult(CopyOutcome.FAILED, message=f"Copying {subpath} failed: {err.strerror or err}.")
         temporary = destination_path.with_name(f".{destination_path.name}.partial-{uuid.uuid4().hex}")
