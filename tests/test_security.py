@@ -449,7 +449,12 @@ PRODUCTION = {
 
 def manage(*args, **environment):
     """``manage.py *args`` in a fresh process with only ``environment`` set of the portal's variables."""
-    env = {key: value for key, value in os.environ.items() if key not in PORTAL_VARIABLES}
+    # The browser fixtures relax Django's async safety for this test process only.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in PORTAL_VARIABLES and key != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     env.update(environment)
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -507,7 +512,12 @@ broker.delete_queue()
 
 def test_redis_url_puts_the_workers_on_redis():
     name = f"portal-test-{uuid.uuid4().hex[:8]}"
-    env = {key: value for key, value in os.environ.items() if key not in PORTAL_VARIABLES}
+    # The browser fixtures relax Django's async safety for this test process only.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in PORTAL_VARIABLES and key != "DJANGO_ALLOW_ASYNC_UNSAFE"
+    }
     env.update(DJANGO_SETTINGS_MODULE="tests.settings", REDIS_URL=REDIS_URL, Q_NAME=name)
     result = subprocess.run(
         [sys.executable, "-c", BROKER_ROUND_TRIP], cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60
