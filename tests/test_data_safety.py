@@ -304,3 +304,72 @@ def test_a_partial_file_left_by_a_killed_copy_run_is_cleared_by_the_next(tmp_pat
     assert not leftover.exists()
     assert live.exists()
     assert destination.read_bytes() == (Path(local.local_path) / file.subpath).read_bytes()
+
+
+# ------------------------------------------------------- tasks Globus forgot
+
+
+def forget_task(world, task_id):
+    """Globus no longer knows the task: it is in neither task_list nor task/<id>."""
+    with world.transfer._lock:
+        del world.transfer._tasks[task_id]
+
+
+def test_a_task_globus_no_longer_knows_fails_instead_of_keeping_its_job_active(
+    world, places, backend, archivist
+):
+    local, archive = places
+    job, _ = archive_job(world, local, archivist, count=2)
+    runner.submit_job(job.pk, backend=backend)
+    [task] = job.tasks.all()
+    forget_task(world, task.task_id)
+
+    runner.poll_jobs([job], backend=backend)
+
+    job.refresh_from_db()
+    task.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert (task.state, task.error_code) == (TaskState.FAILED, "task_unknown")
+    assert task.task_id in task.error_message and "discovery" in task.error_message
+    assert job.error_code == "task_unknown"
+    assert not job.items.filter(state=ItemState.PENDING).exists()
+    assert world.calls(f"task/{task.task_id}", "GET") >= 1
+
+
+def test_a_task_missing_from_the_task_list_is_looked_up_on_its_own(world, places, backend, archivist):
+    local, archive = places
+    job, files = archive_job(world, local, archivist, count=2)
+    runner.submit_job(job.pk, backend=backend)
+    [task] = job.tasks.all()
+    world.transfer.run_tasks()
+
+    class ListMissesIt(GlobusBackend):
+        def poll(self, tasks):
+            real_task_list = self.client.task_list
+            self.client.task_list = lambda **kwargs: []
+            try:
+                return super().poll(tasks)
+            finally:
+                self.client.task_list = real_task_list
+
+    runner.poll_jobs([job], backend=ListMissesIt(backend.client))
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert Replica.objects.filter(location=archive).count() == 2
+
+
+def test_a_failed_look_up_of_a_missing_task_is_tried_again_later(world, places, backend, archivist):
+    local, _ = places
+    job, _ = archive_job(world, local, archivist, count=2)
+    runner.submit_job(job.pk, backend=backend)
+    [task] = job.tasks.all()
+    forget_task(world, task.task_id)
+    world.transfer.fail_next(20, status=503, path_contains=f"/task/{task.task_id}")
+
+    runner.poll_jobs([job], backend=backend)
+
+    job.refresh_from_db()
+    task.refresh_from_db()
+    assert job.state == JobState.ACTIVE
+    assert task.state == TaskState.ACTIVE

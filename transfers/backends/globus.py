@@ -8,6 +8,7 @@ with the task it already created instead of starting a second one.
 Every globus-sdk failure leaves this module as one of ``transfers.errors``.
 """
 
+import logging
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -18,8 +19,10 @@ from django.utils import timezone
 
 from transfers.backends.base import TaskOutcome, TaskStatus, TransferBackend
 from transfers.clients import globus_errors, transfer_client_for_job
-from transfers.errors import PermanentError
+from transfers.errors import PermanentError, TransientError
 from transfers.models import JobKind, TransferTask
+
+logger = logging.getLogger(__name__)
 
 # task_list answers at most this many tasks per call; the filter names them all.
 POLL_BATCH = 100
@@ -129,7 +132,39 @@ class GlobusBackend(TransferBackend):
                 task = by_task_id.get(document["task_id"])
                 if task is not None:
                     statuses[task.pk] = status_of(document)
+        for task in by_task_id.values():
+            if task.pk not in statuses:
+                status = self._status_of_unlisted(task)
+                if status is not None:
+                    statuses[task.pk] = status
         return statuses
+
+    def _status_of_unlisted(self, task):
+        """Ask for a task task_list left out; None when the answer must wait for the next poll.
+
+        Globus answers 404 for a task it does not know (any more): nothing will
+        ever report its end, so it ends here as failed.
+        """
+        try:
+            with globus_errors():
+                try:
+                    return status_of(self.client.get_task(task.task_id).data)
+                except globus_sdk.GlobusAPIError as err:
+                    if err.http_status != 404:
+                        raise
+        except (TransientError, PermanentError) as err:
+            logger.warning("Globus did not list task %s and looking it up failed: %s", task.task_id, err)
+            return None
+        destination = task.job.destination.alias
+        return TaskStatus(
+            TaskOutcome.FAILED,
+            nice_status="Unknown to Globus",
+            error_code="task_unknown",
+            error_message=(
+                f"Globus does not know task {task.task_id}, so what it copied cannot be read; "
+                f"run discovery on {destination} to record any files it copied there."
+            ),
+        )
 
     # ------------------------------------------------------------- cancel
     def cancel(self, task):
