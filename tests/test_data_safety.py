@@ -373,3 +373,65 @@ def test_a_failed_look_up_of_a_missing_task_is_tried_again_later(world, places, 
     task.refresh_from_db()
     assert job.state == JobState.ACTIVE
     assert task.state == TaskState.ACTIVE
+
+
+# ------------------------------------------------ giving up after a lost answer
+
+
+def lose_first_answer(world, local, archivist, backend, settings):
+    """A two-task job whose first task Globus made though its answer was lost."""
+    settings.PORTAL_TASK_MAX_FILES = 1
+    job, files = archive_job(world, local, archivist, count=2)
+    runner.submit_job(job.pk, backend=AnswerLost(backend.client))
+    TransferJob.objects.filter(pk=job.pk).update(
+        attempts=runner.MAX_ATTEMPTS, retry_at=timezone.now() - timedelta(seconds=1)
+    )
+    return job, files
+
+
+def test_giving_up_first_recovers_a_task_whose_submit_answer_was_lost(
+    world, places, backend, archivist, settings
+):
+    local, archive = places
+    job, files = lose_first_answer(world, local, archivist, backend, settings)
+    [globus_task] = world.transfer.tasks
+
+    runner.requeue_due_jobs(backend=backend)
+    world.transfer.run_tasks()
+    runner.poll_active_jobs(backend=backend)
+
+    job.refresh_from_db()
+    first, second = job.tasks.order_by("number")
+    assert first.task_id == globus_task["task_id"]
+    assert len(world.transfer.tasks) == 1
+    assert (job.state, job.error_code) == (JobState.FAILED, "gave_up")
+    assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]
+    assert (first.state, second.state) == (TaskState.SUCCEEDED, TaskState.FAILED)
+    assert not job.items.filter(state=ItemState.PENDING).exists()
+
+
+def test_a_task_that_may_run_at_globus_is_kept_while_it_cannot_be_recovered(
+    world, places, backend, archivist, settings
+):
+    local, archive = places
+    job, files = lose_first_answer(world, local, archivist, backend, settings)
+    world.transfer.fail_next(50, status=503, path_contains="/transfer")
+
+    runner.requeue_due_jobs(backend=backend)
+
+    job.refresh_from_db()
+    first = job.tasks.get(number=1)
+    assert job.state not in (JobState.FAILED, JobState.CANCELED)
+    assert first.state == TaskState.NEW and first.submission_id
+    assert job.retry_at > timezone.now()
+
+    world.transfer.clear_faults()
+    TransferJob.objects.filter(pk=job.pk).update(retry_at=timezone.now() - timedelta(seconds=1))
+    runner.requeue_due_jobs(backend=backend)
+    world.transfer.run_tasks()
+    runner.poll_active_jobs(backend=backend)
+
+    job.refresh_from_db()
+    assert (job.state, job.error_code) == (JobState.FAILED, "gave_up")
+    assert len(world.transfer.tasks) == 1
+    assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]

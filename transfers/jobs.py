@@ -279,7 +279,7 @@ def cancel_submitted(job_id, *, backend=None):
 # -------------------------------------------------------------------- poll
 
 
-def requeue_due_jobs():
+def requeue_due_jobs(*, backend=None):
     """Queue again the jobs whose lease ran out; fail those requeued too often."""
     now = timezone.now()
     count = 0
@@ -288,7 +288,7 @@ def requeue_due_jobs():
     ).select_related("source")
     for job in due:
         if job.attempts >= MAX_ATTEMPTS:
-            _give_up(job)
+            _give_up(job, backend=backend)
             continue
         claimed = TransferJob.objects.filter(pk=job.pk, state=job.state, retry_at=job.retry_at).update(
             retry_at=now + submission_lease(), attempts=F("attempts") + 1, updated_at=now
@@ -305,7 +305,7 @@ def requeue_due_jobs():
     return count
 
 
-def _give_up(job):
+def _give_up(job, *, backend=None):
     message = f"The portal gave up after {job.attempts} attempts." + (
         f" The last one said: {job.nice_status}" if job.nice_status else ""
     )
@@ -314,19 +314,73 @@ def _give_up(job):
         TransferItem.objects.filter(job=job, state=ItemState.PENDING).update(
             state=ItemState.FAILED, error_message=message
         )
-    elif job.source.backend == Backend.GLOBUS and job.tasks.exclude(task_id="").exists():
-        _give_up_unsubmitted_tasks(job, message)
-        return
-    TransferJob.transition(
-        job.pk,
-        from_states={job.state},
-        to_state=JobState.FAILED,
-        error_code="gave_up",
-        error_message=message,
-        nice_status="Failed",
-        retry_at=None,
-    )
+    elif job.source.backend == Backend.GLOBUS:
+        if not _recover_lost_submissions(job, backend):
+            return
+        if job.tasks.exclude(task_id="").exists():
+            _give_up_unsubmitted_tasks(job, message)
+            return
+    with transaction.atomic():
+        if TransferJob.transition(
+            job.pk,
+            from_states={job.state},
+            to_state=JobState.FAILED,
+            error_code="gave_up",
+            error_message=message,
+            nice_status="Failed",
+            retry_at=None,
+        ):
+            never_sent = TransferTask.objects.filter(job=job, task_id="", state=TaskState.NEW)
+            TransferItem.objects.filter(task__in=never_sent, state=ItemState.PENDING).update(
+                state=ItemState.FAILED, error_message=message
+            )
+            never_sent.update(
+                state=TaskState.FAILED, error_code="gave_up", error_message=message, finished_at=timezone.now()
+            )
     logger.error("Job %s: %s", job.pk, message)
+
+
+def _recover_lost_submissions(job, backend):
+    """Learn the Globus ids of tasks submitted without an answer, by submitting them again
+    under their submission id (Globus answers "Duplicate" with the task it made).
+
+    False while that is impossible: such a task may be running at Globus, so the
+    job is kept and the next lease tries again (or it waits for its user's login).
+    """
+    lost = list(job.tasks.filter(task_id="", state=TaskState.NEW).exclude(submission_id="").order_by("number"))
+    if not lost:
+        return True
+    try:
+        backend = backend or backend_for(job)
+        for task in lost:
+            try:
+                task_id = backend.submit(job, task)
+            except PermanentError as err:
+                # Refused for good under its submission id: Globus holds no task of it.
+                logger.warning("Job %s: task %s could not be recovered: %s", job.pk, task.number, err)
+                continue
+            TransferTask.objects.filter(pk=task.pk, task_id="", state=TaskState.NEW).update(
+                task_id=task_id, state=TaskState.ACTIVE, submitted_at=timezone.now(), nice_status="Submitted"
+            )
+            logger.info("Job %s task %s recovered as %s before giving up", job.pk, task.number, task_id)
+    except LoginRequired as err:
+        if job.requested_by_id is not None:
+            _park(job, err, from_states={job.state})
+            return False
+        return _keep_for_next_run(job, err)
+    except TransientError as err:
+        return _keep_for_next_run(job, err)
+    return True
+
+
+def _keep_for_next_run(job, err):
+    TransferJob.objects.filter(pk=job.pk, state=job.state).update(
+        retry_at=timezone.now() + submission_lease(),
+        nice_status=f"Retrying: {err}"[:64],
+        updated_at=timezone.now(),
+    )
+    logger.warning("Job %s: a task may be running at Globus unrecorded; trying again later: %s", job.pk, err)
+    return False
 
 
 def _give_up_unsubmitted_tasks(job, message):
@@ -365,7 +419,7 @@ def poll_active_jobs(*, backend=None):
     caller's own tasks); each group costs one task_list call per 100 tasks,
     plus the successful_transfers pages of the tasks that finished.
     """
-    requeued = requeue_due_jobs()
+    requeued = requeue_due_jobs(backend=backend)
     active = list(
         TransferJob.objects.filter(state=JobState.ACTIVE, source__backend=Backend.GLOBUS)
         .select_related("source", "destination", "requested_by")
