@@ -33,7 +33,7 @@ from tests.transfer_factories import (
 )
 from transfers import jobs as runner
 from transfers.backends.globus import GlobusBackend
-from transfers.errors import TransientError
+from transfers.errors import PermanentError, TransientError
 from transfers.models import ItemState, JobState, TaskState, TransferJob
 from transfers.services import cancel_job, request_archive, request_retrieval
 
@@ -435,3 +435,62 @@ def test_a_task_that_may_run_at_globus_is_kept_while_it_cannot_be_recovered(
     assert (job.state, job.error_code) == (JobState.FAILED, "gave_up")
     assert len(world.transfer.tasks) == 1
     assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]
+
+
+# ------------------------------------------- a later task refused for good
+
+
+def test_a_refused_later_task_does_not_lose_what_an_earlier_task_copied(
+    world, places, backend, archivist, settings
+):
+    settings.PORTAL_TASK_MAX_FILES = 1
+    local, archive = places
+    job, files = archive_job(world, local, archivist, count=2)
+
+    class SecondRefused(GlobusBackend):
+        def submit(self, job, task):
+            if task.number == 2:
+                # Meanwhile the first task finished at Globus.
+                world.transfer.run_tasks()
+                raise PermanentError("ClientError.Forbidden: no permission", code="ClientError.Forbidden")
+            return super().submit(job, task)
+
+    runner.submit_job(job.pk, backend=SecondRefused(backend.client))
+
+    job.refresh_from_db()
+    first, second = job.tasks.order_by("number")
+    assert (job.state, job.error_code) == (JobState.FAILED, "ClientError.Forbidden")
+    assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]
+    assert job.items.get(file=files[0]).state == ItemState.SUCCEEDED
+    assert (first.state, second.state) == (TaskState.SUCCEEDED, TaskState.FAILED)
+    assert not job.items.filter(state=ItemState.PENDING).exists()
+
+
+def test_a_refused_later_task_leaves_a_task_it_cannot_stop_to_the_poller(
+    world, places, backend, archivist, settings
+):
+    settings.PORTAL_TASK_MAX_FILES = 1
+    local, archive = places
+    job, files = archive_job(world, local, archivist, count=2)
+
+    class SecondRefusedCancelLost(GlobusBackend):
+        def submit(self, job, task):
+            if task.number == 2:
+                raise PermanentError("ClientError.Forbidden: no permission", code="ClientError.Forbidden")
+            return super().submit(job, task)
+
+        def cancel(self, task):
+            raise TransientError("Globus is unavailable (503).")
+
+    runner.submit_job(job.pk, backend=SecondRefusedCancelLost(backend.client))
+    job.refresh_from_db()
+    assert job.state == JobState.ACTIVE
+    assert job.tasks.get(number=1).state == TaskState.ACTIVE
+
+    world.transfer.run_tasks()
+    runner.poll_jobs([job], backend=backend)
+
+    job.refresh_from_db()
+    assert (job.state, job.error_code) == (JobState.FAILED, "ClientError.Forbidden")
+    assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]
+    assert not job.items.filter(state=ItemState.PENDING).exists()

@@ -217,13 +217,23 @@ def _fail_submitted_or_not(job, err, from_states):
 
 
 def _finish_unsubmitted(job, state, code, message, backend=None):
-    """End a job during submission; tasks already running at the backend are canceled."""
+    """End a job during submission; tasks already running at the backend are canceled,
+    and what they copied is recorded. While one's end is unknown, the job stays
+    ACTIVE for the poller, with its unsent tasks failed."""
     if backend is not None:
-        for task in job.tasks.exclude(task_id="").filter(state=TaskState.ACTIVE):
+        running = list(
+            job.tasks.exclude(task_id="")
+            .filter(state=TaskState.ACTIVE)
+            .select_related("job__source", "job__destination")
+        )
+        for task in running:
             try:
                 backend.cancel(task)
             except TransferError as err:
                 logger.warning("Job %s: could not cancel task %s: %s", job.pk, task.task_id, err)
+        if not _record_ended_tasks(job, running, backend):
+            _give_up_unsubmitted_tasks(job, message, code=code[:64])
+            return
     with transaction.atomic():
         if TransferJob.transition(
             job.pk,
@@ -234,7 +244,7 @@ def _finish_unsubmitted(job, state, code, message, backend=None):
             nice_status=state.label,
             retry_at=None,
         ):
-            TransferTask.objects.filter(job=job).exclude(state=TaskState.SUCCEEDED).update(
+            TransferTask.objects.filter(job=job, state__in=[TaskState.NEW, TaskState.ACTIVE]).update(
                 state=TaskState.FAILED,
                 error_code=code[:64],
                 error_message=message,
@@ -244,6 +254,27 @@ def _finish_unsubmitted(job, state, code, message, backend=None):
                 state=ItemState.FAILED, error_message=message
             )
     logger.info("Job %s ended during submission: %s %s", job.pk, state, code)
+
+
+def _record_ended_tasks(job, tasks, backend):
+    """Record the end of each of ``tasks`` (what it copied included); False unless all have ended."""
+    try:
+        statuses = backend.poll(tasks) if tasks else {}
+    except TransferError as err:
+        logger.warning("Job %s: how its running tasks ended is not known yet: %s", job.pk, err)
+        return False
+    ended = True
+    for task in tasks:
+        status = statuses.get(task.pk)
+        if status is None or not status.is_final:
+            ended = False
+            continue
+        try:
+            finish_task(backend, task, status)
+        except TransientError as err:
+            logger.warning("Job %s: task %s ended; its file list is not read yet: %s", job.pk, task.task_id, err)
+            ended = False
+    return ended
 
 
 # ------------------------------------------------------------------ cancel
@@ -383,7 +414,7 @@ def _keep_for_next_run(job, err):
     return False
 
 
-def _give_up_unsubmitted_tasks(job, message):
+def _give_up_unsubmitted_tasks(job, message, *, code="gave_up"):
     """Fail the tasks that never reached Globus; the job stays ACTIVE for the ones running
     there, so that what they copy is recorded, and fails once they end."""
     now = timezone.now()
@@ -407,7 +438,7 @@ def _give_up_unsubmitted_tasks(job, message):
             state=ItemState.FAILED, error_message=message
         )
         given_up.update(
-            state=TaskState.FAILED, error_code="gave_up", error_message=message, finished_at=now
+            state=TaskState.FAILED, error_code=code, error_message=message, finished_at=now
         )
     logger.error("Job %s: %s Its tasks already at Globus are still followed.", job.pk, message)
 
