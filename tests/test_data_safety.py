@@ -33,7 +33,7 @@ from tests.transfer_factories import (
 )
 from transfers import jobs as runner
 from transfers.backends.globus import GlobusBackend
-from transfers.errors import PermanentError, TransientError
+from transfers.errors import ConsentRequired, PermanentError, TransientError
 from transfers.models import ItemState, JobState, TaskState, TransferJob
 from transfers.services import cancel_job, request_archive, request_retrieval
 
@@ -494,3 +494,60 @@ def test_a_refused_later_task_leaves_a_task_it_cannot_stop_to_the_poller(
     assert (job.state, job.error_code) == (JobState.FAILED, "ClientError.Forbidden")
     assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]
     assert not job.items.filter(state=ItemState.PENDING).exists()
+
+
+# ------------------------------------------- canceling a job parked for a login
+
+
+def park(job):
+    assert TransferJob.transition(
+        job.pk, from_states={JobState.ACTIVE}, to_state=JobState.NEEDS_LOGIN, nice_status="Waiting for login"
+    )
+
+
+def test_canceling_a_parked_job_records_what_its_running_task_copied(
+    world, places, backend, archivist, monkeypatch
+):
+    monkeypatch.setattr("transfers.backends.globus.transfer_client_for_job", lambda job: backend.client)
+    local, archive = places
+    job, files = archive_job(world, local, archivist, count=2)
+    runner.submit_job(job.pk, backend=backend)
+    park(job)
+    world.transfer.run_tasks()
+
+    job = cancel_job(job=job, user=archivist)
+
+    assert job.is_final
+    assert not job.tasks.filter(state=TaskState.ACTIVE).exists()
+    assert Replica.objects.filter(location=archive).count() == 2
+    assert not job.items.filter(state=ItemState.PENDING).exists()
+
+
+def test_canceling_a_parked_job_with_an_unsent_task_ends_every_task(
+    world, places, backend, archivist, monkeypatch, settings
+):
+    settings.PORTAL_TASK_MAX_FILES = 1
+    monkeypatch.setattr("transfers.backends.globus.transfer_client_for_job", lambda job: backend.client)
+    local, archive = places
+    job, files = archive_job(world, local, archivist, count=2)
+
+    class SecondNeedsConsent(GlobusBackend):
+        def submit(self, job, task):
+            if task.number == 2:
+                world.transfer.run_tasks()
+                raise ConsentRequired("Globus needs your consent.")
+            return super().submit(job, task)
+
+    runner.submit_job(job.pk, backend=SecondNeedsConsent(backend.client))
+    job.refresh_from_db()
+    assert job.state == JobState.NEEDS_LOGIN
+
+    cancel_job(job=job, user=archivist)
+    runner.submit_job(job.pk, backend=backend)
+
+    job.refresh_from_db()
+    assert job.is_final
+    assert not job.tasks.filter(state__in=[TaskState.NEW, TaskState.ACTIVE]).exists()
+    assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]
+    assert not job.items.filter(state=ItemState.PENDING).exists()
+    assert len(world.transfer.tasks) == 1

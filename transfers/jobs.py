@@ -41,7 +41,7 @@ from transfers.models import (
     TransferJob,
     TransferTask,
 )
-from transfers.services import Refusal, submission_lease
+from transfers.services import Refusal, queue_submission, submission_lease
 
 logger = logging.getLogger(__name__)
 
@@ -287,19 +287,30 @@ def cancel_submitted(job_id, *, backend=None):
         return
     if job.source.backend == Backend.FILESYSTEM:
         return  # the copy run stops at the next file
+    if job.state == JobState.NEEDS_LOGIN and job.tasks.filter(task_id="", state=TaskState.NEW).exists():
+        # Its submitter cancels what was never sent, learns the ids of tasks whose
+        # answer was lost, and stops and records those running at Globus.
+        if TransferJob.transition(
+            job.pk,
+            from_states={JobState.NEEDS_LOGIN},
+            to_state=JobState.QUEUED,
+            retry_at=timezone.now() + submission_lease(),
+            nice_status="Canceling",
+        ):
+            queue_submission(job)
+        return
     try:
         backend = backend or backend_for(job)
-        stopped = [
-            backend.cancel(task) for task in job.tasks.filter(state=TaskState.ACTIVE).exclude(task_id="")
-        ]
+        for task in job.tasks.filter(state=TaskState.ACTIVE).exclude(task_id=""):
+            backend.cancel(task)
     except TransferError as err:
         logger.warning("Job %s: cancel not confirmed yet (%s); the poller tries again", job.pk, err)
         return
-    if job.state == JobState.NEEDS_LOGIN:
-        if all(stopped):
-            TransferJob.transition(
-                job.pk, from_states={JobState.NEEDS_LOGIN}, to_state=JobState.CANCELED, nice_status="Canceled"
-            )
+    # A parked job's tasks may have copied files before they stopped: the poller
+    # records them and settles the job, as for any running job.
+    if job.state == JobState.NEEDS_LOGIN and not TransferJob.transition(
+        job.pk, from_states={JobState.NEEDS_LOGIN}, to_state=JobState.ACTIVE, nice_status="Canceling"
+    ):
         return
     try:
         poll_jobs([job], backend=backend)
