@@ -116,7 +116,7 @@ def test_a_cancel_during_submission_starts_no_further_tasks(world, places, backe
     assert job.state == JobState.CANCELED
     assert len(world.transfer.tasks) == 1
     assert world.transfer.tasks[0]["fatal_error"]["code"] == "CANCELED"
-    assert set(job.tasks.values_list("state", flat=True)) == {TaskState.FAILED}
+    assert set(job.tasks.values_list("state", flat=True)) == {TaskState.CANCELED}
     assert not job.items.filter(state=ItemState.PENDING).exists()
 
 
@@ -551,3 +551,37 @@ def test_canceling_a_parked_job_with_an_unsent_task_ends_every_task(
     assert list(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == [files[0].pk]
     assert not job.items.filter(state=ItemState.PENDING).exists()
     assert len(world.transfer.tasks) == 1
+
+
+# ------------------------------------------------------------- canceled tasks
+
+
+def test_the_tasks_of_a_job_canceled_before_submission_show_as_canceled(world, places, archivist, client):
+    local, _ = places
+    job, _ = archive_job(world, local, archivist, count=2)
+
+    cancel_job(job=job, user=archivist)
+
+    [task] = job.tasks.all()
+    assert (task.state, task.get_state_display()) == (TaskState.CANCELED, "Canceled")
+    assert task.finished_at is not None
+    assert not job.items.filter(state=ItemState.PENDING).exists()
+    client.force_login(archivist)
+    page = client.get(f"/transfers/jobs/{job.pk}/").content.decode()
+    assert "Failed" not in page
+
+
+def test_a_canceled_filesystem_copy_leaves_its_task_canceled(tmp_path, archivist):
+    local = filesystem_location(tmp_path, "rig-1")
+    filesystem_location(tmp_path, "archive", role=LocationRole.ARCHIVE)
+    session = SessionFactory()
+    add_files(session, local, count=2, size=10, on_disk=local.local_path)
+    [job] = request_archive(session=session, user=archivist)
+    runner.submit_job(job.pk)
+    TransferJob.objects.filter(pk=job.pk).update(cancel_requested=True)
+
+    runner.run_filesystem_job(job.pk)
+
+    job.refresh_from_db()
+    assert job.state == JobState.CANCELED
+    assert set(job.tasks.values_list("state", flat=True)) == {TaskState.CANCELED}

@@ -33,6 +33,7 @@ from transfers.backends.filesystem import CopyOutcome, FilesystemBackend
 from transfers.backends.globus import GlobusBackend
 from transfers.errors import LoginRequired, PermanentError, TransferError, TransientError
 from transfers.models import (
+    TASK_ENDED_STATES,
     ItemState,
     JobKind,
     JobState,
@@ -161,14 +162,14 @@ def _cancel_unsubmitted_task(task):
     message = "Canceled before submission."
     with transaction.atomic():
         TransferTask.objects.filter(pk=task.pk, task_id="", state=TaskState.NEW).update(
-            state=TaskState.FAILED,
+            state=TaskState.CANCELED,
             error_code="CANCELED",
             error_message=message,
             nice_status="Canceled",
             finished_at=timezone.now(),
         )
         TransferItem.objects.filter(task=task, state=ItemState.PENDING).update(
-            state=ItemState.FAILED, error_message=message
+            state=ItemState.CANCELED, error_message=message
         )
 
 
@@ -245,13 +246,14 @@ def _finish_unsubmitted(job, state, code, message, backend=None):
             retry_at=None,
         ):
             TransferTask.objects.filter(job=job, state__in=[TaskState.NEW, TaskState.ACTIVE]).update(
-                state=TaskState.FAILED,
+                state=TaskState.CANCELED if state == JobState.CANCELED else TaskState.FAILED,
                 error_code=code[:64],
                 error_message=message,
                 finished_at=timezone.now(),
             )
             TransferItem.objects.filter(job=job, state=ItemState.PENDING).update(
-                state=ItemState.FAILED, error_message=message
+                state=ItemState.CANCELED if state == JobState.CANCELED else ItemState.FAILED,
+                error_message=message,
             )
     logger.info("Job %s ended during submission: %s %s", job.pk, state, code)
 
@@ -539,7 +541,7 @@ def poll_jobs(jobs, *, backend):
 def _jobs_without_running_tasks(job_ids):
     running = set(
         TransferTask.objects.filter(job_id__in=job_ids)
-        .exclude(state__in=[TaskState.SUCCEEDED, TaskState.FAILED])
+        .exclude(state__in=TASK_ENDED_STATES)
         .values_list("job_id", flat=True)
     )
     return set(job_ids) - running
@@ -643,10 +645,15 @@ def finish_task(backend, task, status):
         _set_items([pk for pk, _ in copied], state=ItemState.SUCCEEDED)
         if status.outcome == TaskOutcome.SUCCEEDED:
             _set_items([pk for pk, _ in rest], state=ItemState.SKIPPED)
+        elif status.outcome == TaskOutcome.CANCELED:
+            _set_items([pk for pk, _ in rest], state=ItemState.CANCELED, error_message=status.error_message)
         else:
             _set_items([pk for pk, _ in rest], state=ItemState.FAILED, error_message=status.error_message)
         TransferTask.objects.filter(pk=task.pk).update(
-            state=TaskState.SUCCEEDED if status.outcome == TaskOutcome.SUCCEEDED else TaskState.FAILED,
+            state={
+                TaskOutcome.SUCCEEDED: TaskState.SUCCEEDED,
+                TaskOutcome.CANCELED: TaskState.CANCELED,
+            }.get(status.outcome, TaskState.FAILED),
             nice_status=status.nice_status,
             files_done=status.files_done,
             files_skipped=status.files_skipped,
@@ -674,23 +681,24 @@ def settle_job(job_id):
         if job is None:
             return None
         tasks = list(job.tasks.all())
-        if any(task.state not in (TaskState.SUCCEEDED, TaskState.FAILED) for task in tasks):
+        if any(task.state not in TASK_ENDED_STATES for task in tasks):
             return None
         failed = [task for task in tasks if task.state == TaskState.FAILED]
+        canceled = [task for task in tasks if task.state == TaskState.CANCELED]
         fields = {
             "files_done": sum(task.files_done for task in tasks),
             "files_skipped": sum(task.files_skipped for task in tasks),
             "bytes_done": sum(task.bytes_done for task in tasks),
             "retry_at": None,
         }
-        if failed and (job.cancel_requested or any(task.error_code == "CANCELED" for task in failed)):
-            state = JobState.CANCELED
-            fields["nice_status"] = "Canceled"
-        elif failed:
+        if failed and not job.cancel_requested:
             state = JobState.FAILED
             fields.update(
                 nice_status="Failed", error_code=failed[0].error_code, error_message=failed[0].error_message
             )
+        elif failed or canceled:
+            state = JobState.CANCELED
+            fields["nice_status"] = "Canceled"
         else:
             state = JobState.SUCCEEDED
             fields["nice_status"] = "Succeeded"
@@ -823,9 +831,9 @@ def _finish_copy_task(task, canceled, first_error):
         first_error = next((("copy_failed", message) for message in earlier[:1]), None)
     if canceled:
         TransferItem.objects.filter(task=task, state=ItemState.PENDING).update(
-            state=ItemState.FAILED, error_message="Canceled before it was copied."
+            state=ItemState.CANCELED, error_message="Canceled before it was copied."
         )
-        fields = {"state": TaskState.FAILED, "error_code": "CANCELED", "error_message": "Canceled."}
+        fields = {"state": TaskState.CANCELED, "error_code": "CANCELED", "error_message": "Canceled."}
     elif first_error is not None:
         fields = {"state": TaskState.FAILED, "error_code": first_error[0], "error_message": first_error[1]}
     else:

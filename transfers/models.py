@@ -171,6 +171,11 @@ class TaskState(models.TextChoices):
     ACTIVE = "active", "Active"
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
+
+
+# A task in one of these states has ended: nothing more of it is awaited.
+TASK_ENDED_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELED)
 
 
 class TransferTask(models.Model):
@@ -213,6 +218,7 @@ class ItemState(models.TextChoices):
     SUCCEEDED = "succeeded", "Transferred"
     SKIPPED = "skipped", "Already at the destination"
     FAILED = "failed", "Failed"
+    CANCELED = "canceled", "Canceled"
 
 
 class TransferItem(models.Model):

@@ -21,6 +21,7 @@ from catalog.models import LocationRole, RawFile, Replica, ReplicaState, Storage
 from transfers.backends import check_same_backend
 from transfers.models import (
     FINAL_STATES,
+    ItemState,
     JobKind,
     JobState,
     TaskState,
@@ -386,7 +387,14 @@ def cancel_job(*, job, user):
         retry_at=None,
     ):
         TransferTask.objects.filter(job=job, state=TaskState.NEW).update(
-            state=TaskState.FAILED, error_code="CANCELED", error_message="Canceled before submission."
+            state=TaskState.CANCELED,
+            error_code="CANCELED",
+            error_message="Canceled before submission.",
+            nice_status="Canceled",
+            finished_at=timezone.now(),
+        )
+        TransferItem.objects.filter(job=job, state=ItemState.PENDING).update(
+            state=ItemState.CANCELED, error_message="Canceled before submission."
         )
         logger.info("Job %s canceled before submission", job.pk)
     elif job.state in {JobState.ACTIVE, JobState.NEEDS_LOGIN}:

@@ -109,6 +109,7 @@ class FilesystemBackend(TransferBackend):
             TaskState.ACTIVE: TaskOutcome.ACTIVE,
             TaskState.SUCCEEDED: TaskOutcome.SUCCEEDED,
             TaskState.FAILED: TaskOutcome.FAILED,
+            TaskState.CANCELED: TaskOutcome.CANCELED,
         }
         return {
             task.pk: TaskStatus(
