@@ -585,3 +585,72 @@ def test_a_canceled_filesystem_copy_leaves_its_task_canceled(tmp_path, archivist
     job.refresh_from_db()
     assert job.state == JobState.CANCELED
     assert set(job.tasks.values_list("state", flat=True)) == {TaskState.CANCELED}
+
+
+# --------------------------------------------- a file the archive holds already
+
+
+def ls_calls(world, location):
+    return world.calls(f"operation/endpoint/{location.collection_id}/ls")
+
+
+def test_an_archive_never_replaces_a_file_the_catalog_does_not_know_at_the_archive(
+    world, places, backend, archivist
+):
+    local, archive = places
+    job, files = archive_job(world, local, archivist, count=3)
+    stranger = world.path_of(archive, files[0])
+    stranger.parent.mkdir(parents=True)
+    stranger.write_bytes(b"an older recording")
+
+    runner.submit_job(job.pk, backend=backend)
+    world.transfer.run_tasks()
+    runner.poll_jobs([job], backend=backend)
+
+    assert stranger.read_bytes() == b"an older recording"
+    assert ls_calls(world, archive) == 1
+    blocked = job.items.get(file=files[0])
+    assert blocked.state == ItemState.FAILED
+    assert "already holds a different file" in blocked.error_message and "discovery" in blocked.error_message
+    assert set(Replica.objects.filter(location=archive).values_list("file_id", flat=True)) == {
+        files[1].pk,
+        files[2].pk,
+    }
+    job.refresh_from_db()
+    assert job.state == JobState.FAILED
+    assert files[0].subpath in job.error_message
+    [globus_task] = world.transfer.tasks
+    assert globus_task["files"] == 2
+
+
+def test_a_task_whose_every_file_is_already_at_the_archive_is_not_sent(world, places, backend, archivist):
+    local, archive = places
+    job, files = archive_job(world, local, archivist, count=2)
+    for file in files:
+        path = world.path_of(archive, file)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"something else")
+
+    runner.submit_job(job.pk, backend=backend)
+    runner.poll_active_jobs(backend=backend)
+
+    job.refresh_from_db()
+    assert not world.transfer.tasks
+    assert job.state == JobState.FAILED
+    assert job.tasks.get().state == TaskState.FAILED
+    assert not job.items.exclude(state=ItemState.FAILED).exists()
+    assert not Replica.objects.filter(location=archive).exists()
+
+
+def test_an_archive_into_a_folder_not_yet_at_the_archive_lists_it_once(world, places, backend, archivist):
+    local, archive = places
+    job, _ = archive_job(world, local, archivist, count=3)
+
+    runner.submit_job(job.pk, backend=backend)
+    world.transfer.run_tasks()
+    runner.poll_jobs([job], backend=backend)
+
+    job.refresh_from_db()
+    assert job.state == JobState.SUCCEEDED
+    assert ls_calls(world, archive) == 1
+    assert Replica.objects.filter(location=archive).count() == 3

@@ -124,6 +124,8 @@ def submit_job(job_id, *, backend=None):
                 # Never sent to the backend: nothing to stop. One with a submission id may run there.
                 _cancel_unsubmitted_task(task)
                 continue
+            if not task.submission_id and not _hold_back_unknown_archive_files(job, task, backend):
+                continue
             task_id = backend.submit(job, task)
             TransferTask.objects.filter(pk=task.pk).update(
                 task_id=task_id, state=TaskState.ACTIVE, submitted_at=timezone.now(), nice_status="Submitted"
@@ -171,6 +173,37 @@ def _cancel_unsubmitted_task(task):
         TransferItem.objects.filter(task=task, state=ItemState.PENDING).update(
             state=ItemState.CANCELED, error_message=message
         )
+
+
+def _hold_back_unknown_archive_files(job, task, backend):
+    """Fail the files of an archive task that would replace a file the catalog does not
+    know at the archive (checksum sync replaces one that differs); False when
+    nothing of the task is left to send, which ends the task."""
+    if job.kind != JobKind.ARCHIVE:
+        return True
+    blocked = backend.unknown_files_at_destination(job, task)
+    if not blocked:
+        return True
+    message = (
+        "The archive already holds a different file at this path; "
+        f"run discovery on {job.destination.alias} before archiving it again."
+    )
+    with transaction.atomic():
+        for chunk in _chunks(sorted(blocked)):
+            TransferItem.objects.filter(task=task, state=ItemState.PENDING, file__subpath__in=chunk).update(
+                state=ItemState.FAILED, error_message=message
+            )
+        left = TransferItem.objects.filter(task=task, state=ItemState.PENDING).exists()
+        if not left:
+            TransferTask.objects.filter(pk=task.pk, task_id="", state=TaskState.NEW).update(
+                state=TaskState.FAILED,
+                error_code="archive_conflict",
+                error_message=f"Every file of this task is already at the archive. {message}",
+                nice_status="Not sent",
+                finished_at=timezone.now(),
+            )
+    logger.warning("Job %s task %s: %d files already at the archive are not sent", job.pk, task.number, len(blocked))
+    return left
 
 
 def _retry_later(job, err):
@@ -685,6 +718,15 @@ def settle_job(job_id):
             return None
         failed = [task for task in tasks if task.state == TaskState.FAILED]
         canceled = [task for task in tasks if task.state == TaskState.CANCELED]
+        # Files held back before submission fail the job even when their task succeeded.
+        held_back = (
+            None
+            if failed or canceled
+            else job.items.filter(state=ItemState.FAILED)
+            .order_by("file__subpath")
+            .values_list("file__subpath", "error_message")
+            .first()
+        )
         fields = {
             "files_done": sum(task.files_done for task in tasks),
             "files_skipped": sum(task.files_skipped for task in tasks),
@@ -699,6 +741,9 @@ def settle_job(job_id):
         elif failed or canceled:
             state = JobState.CANCELED
             fields["nice_status"] = "Canceled"
+        elif held_back:
+            state = JobState.FAILED
+            fields.update(nice_status="Failed", error_code="file_failed", error_message=": ".join(held_back))
         else:
             state = JobState.SUCCEEDED
             fields["nice_status"] = "Succeeded"

@@ -50,6 +50,15 @@ class TransferBackend:
         """
         raise NotImplementedError
 
+    def unknown_files_at_destination(self, job, task):
+        """Subpaths of ``task``'s pending files that already exist at the destination
+        though the catalog holds no present copy of that file there.
+
+        Sending them could replace a file nobody has recorded; a backend whose
+        copies never replace anything finds none.
+        """
+        return set()
+
     def poll(self, tasks):
         """``{task.pk: TaskStatus}`` for submitted tasks, as few calls as possible."""
         raise NotImplementedError

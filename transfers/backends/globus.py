@@ -17,10 +17,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from catalog.models import Replica, ReplicaState
 from transfers.backends.base import TaskOutcome, TaskStatus, TransferBackend
+from transfers.backends.walk import FolderGone, FolderUnreadable, GlobusLister
 from transfers.clients import globus_errors, transfer_client_for_job
 from transfers.errors import PermanentError, TransientError
-from transfers.models import JobKind, TransferTask
+from transfers.models import ItemState, JobKind, TransferTask
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +101,43 @@ class GlobusBackend(TransferBackend):
             notify_on_succeeded=False,
             **options,
         )
-        subpaths = task.items.order_by("file__subpath").values_list("file__subpath", flat=True)
+        # Files refused before submission (see unknown_files_at_destination) are not sent.
+        subpaths = (
+            task.items.filter(state=ItemState.PENDING)
+            .order_by("file__subpath")
+            .values_list("file__subpath", flat=True)
+        )
         for subpath in subpaths.iterator(chunk_size=2000):
             data.add_item(source.collection_path(subpath), destination.collection_path(subpath))
         return data
+
+    def unknown_files_at_destination(self, job, task):
+        """One operation_ls per destination folder of the task's files, never one per file."""
+        pending = list(task.items.filter(state=ItemState.PENDING).values_list("file_id", "file__subpath"))
+        known = set(
+            Replica.objects.filter(
+                location=job.destination,
+                state=ReplicaState.PRESENT,
+                file_id__in=[file_id for file_id, _ in pending],
+            ).values_list("file_id", flat=True)
+        )
+        by_folder = {}
+        for file_id, subpath in pending:
+            if file_id not in known:
+                folder, _, name = subpath.rpartition("/")
+                by_folder.setdefault(folder, {})[name] = subpath
+        # globus-sdk's own retries only: a submission that cannot list goes on at its next try.
+        lister = GlobusLister(self.client, job.destination, retry_delays=())
+        found = set()
+        for folder, names in sorted(by_folder.items()):
+            try:
+                entries = lister(folder)
+            except FolderGone:
+                continue  # nothing is there yet
+            except FolderUnreadable as err:
+                raise PermanentError(str(err), code="ListingRefused") from err
+            found.update(names[entry.name] for entry in entries if entry.name in names)
+        return found
 
     def submit(self, job, task):
         submission_id = self.submission_id(task)
