@@ -1,7 +1,6 @@
 """Pages about discovery and scan runs: the list of runs, one run's progress and
 unmatched paths, and the admins' button that starts a run for a location."""
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -9,19 +8,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
-from catalog.models import DiscoveryRun, StorageLocation, UnmatchedCategory
+from archive_portal.htmx import wants_fragment
+from catalog.models import DiscoveryRun, UnmatchedCategory
 from transfers import discovery
+from transfers.forms import StartRunForm
 
 RUNS_SHOWN = 100
 UNMATCHED_PER_PAGE = 100
-
-
-class StartRunForm(forms.Form):
-    location = forms.ModelChoiceField(
-        queryset=StorageLocation.objects.order_by("role", "alias"),
-        empty_label=None,
-        label="Location",
-    )
 
 
 @login_required
@@ -47,9 +40,7 @@ def start_run(request):
     if created:
         messages.success(request, f"Run #{run.pk} of {location.alias} is queued.")
     else:
-        messages.warning(
-            request, f"Run #{run.pk} of {location.alias} is already {run.state}; follow it here instead."
-        )
+        messages.warning(request, f"Run #{run.pk} of {location.alias} is already {run.state}; follow it here instead.")
     return redirect("transfers:discovery_run", pk=run.pk)
 
 
@@ -57,7 +48,7 @@ def start_run(request):
 @require_GET
 def run_detail(request, pk):
     run = get_object_or_404(DiscoveryRun.objects.select_related("location", "requested_by"), pk=pk)
-    if request.htmx and not request.htmx.history_restore_request:
+    if wants_fragment(request):
         response = render(request, "transfers/discovery_progress.html", {"run": run})
         if run.is_final:
             # The run ended while the page watched: reload it once for the full list of unmatched paths.

@@ -5,7 +5,6 @@ Views are thin: they check who asks, call one service and render. A refusal by
 a service is shown to the person as a message, never as a server error.
 """
 
-from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
@@ -13,13 +12,14 @@ from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
+from archive_portal.htmx import render_page, wants_fragment
 from catalog import queries as catalog_queries
-from catalog.models import RawFile, Session, StorageLocation
-from catalog.views import SearchForm
+from catalog.forms import SearchForm
+from catalog.models import RawFile, Session
 from transfers import queries, services
+from transfers.forms import JobFilterForm, RetrievalForm
 from transfers.models import JobState, TransferJob
 
 JOBS_PER_PAGE = 50
@@ -31,49 +31,7 @@ def _can_cancel(user, job):
     return not job.is_final and services.can_cancel(job, user)
 
 
-def _htmx_fragment(request):
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
-def _render(request, template, fragment, context):
-    response = render(request, fragment if _htmx_fragment(request) else template, context)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
-
-
 # Transfers page ------------------------------------------------------------
-
-
-class JobFilterForm(forms.Form):
-    state = forms.ChoiceField(required=False, label="State")
-    user = forms.ChoiceField(required=False, label="Requested by")
-    subject = forms.CharField(
-        required=False,
-        label="Subject",
-        widget=forms.TextInput(attrs={"placeholder": "h2o or subject id", "size": 14}),
-    )
-
-    def __init__(self, *args, requesters=(), **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["state"].choices = [("", "Any")] + [
-            (key, label) for key, (label, _) in queries.STATE_FILTERS.items()
-        ]
-        self._requesters = {str(user.pk): user for user in requesters}
-        self.fields["user"].choices = [("", "Anyone")] + [
-            (str(user.pk), user.get_username()) for user in requesters
-        ]
-
-    def clean_user(self):
-        return self._requesters.get(self.cleaned_data["user"])
-
-    def clean_subject(self):
-        key = self.cleaned_data["subject"].strip()
-        if not key:
-            return None
-        subject = catalog_queries.find_subject(key)
-        if subject is None:
-            raise forms.ValidationError(f"No subject {key}.")
-        return subject
 
 
 @login_required
@@ -82,9 +40,7 @@ def job_list(request):
     form = JobFilterForm(request.GET, requesters=queries.requesters())
     form.is_valid()
     filters = form.cleaned_data
-    jobs = queries.jobs(
-        state=filters.get("state", ""), user=filters.get("user"), subject=filters.get("subject")
-    )
+    jobs = queries.jobs(state=filters.get("state", ""), user=filters.get("user"), subject=filters.get("subject"))
     if "subject" in form.errors:
         # A mistyped subject lists no job rather than every job of every subject.
         jobs = jobs.none()
@@ -99,7 +55,7 @@ def job_list(request):
         "nav": "transfers",
     }
     context["live"] = any(not job.is_final for job in context["jobs"])
-    return _render(request, "transfers/job_list.html", "transfers/_job_rows.html", context)
+    return render_page(request, "transfers/job_list.html", "transfers/_job_rows.html", context)
 
 
 # One job -------------------------------------------------------------------
@@ -126,7 +82,7 @@ def job_detail(request, pk):
         "login_again_url": queries.login_again_url(job) if job.state == JobState.NEEDS_LOGIN else "",
         "nav": "transfers",
     }
-    return _render(request, "transfers/job_detail.html", "transfers/_job_live.html", context)
+    return render_page(request, "transfers/job_detail.html", "transfers/_job_live.html", context)
 
 
 @login_required
@@ -177,17 +133,15 @@ def archive_session(request, session_pk):
         jobs = services.request_archive(session=session, user=request.user)
     except services.Refusal as refusal:
         return _archive_refused(request, session, back, str(refusal))
-    if _htmx_fragment(request):
+    if wants_fragment(request):
         return render(request, "transfers/_job_archive_started.html", {"session": session, "jobs": jobs})
     messages.success(request, f"Archiving {session}: {_job_numbers(jobs)} queued.")
     return redirect(back)
 
 
 def _archive_refused(request, session, back, message):
-    if _htmx_fragment(request):
-        return render(
-            request, "transfers/_job_refused.html", {"session": session, "message": message}
-        )
+    if wants_fragment(request):
+        return render(request, "transfers/_job_refused.html", {"session": session, "message": message})
     messages.error(request, message)
     return redirect(back)
 
@@ -198,40 +152,6 @@ def _job_numbers(jobs):
 
 
 # Retrieval -----------------------------------------------------------------
-
-
-class IdsField(forms.Field):
-    """Any number of row ids, as a form's checkboxes send them."""
-
-    widget = forms.MultipleHiddenInput
-
-    def to_python(self, value):
-        try:
-            return [int(item) for item in value or ()]
-        except (TypeError, ValueError):
-            raise forms.ValidationError("The selection is not a list of ids.") from None
-
-
-class RetrievalForm(forms.Form):
-    """A selection from the search page and where to put it."""
-
-    session = IdsField(required=False)
-    file = IdsField(required=False)
-    all_matching = forms.BooleanField(required=False)
-    destination = forms.ModelChoiceField(
-        queryset=StorageLocation.objects.filter(writable=True),
-        to_field_name="alias",
-        error_messages={
-            "required": "Choose where the files should go.",
-            "invalid_choice": "That location does not accept retrieved files; choose a writable one.",
-        },
-    )
-
-    def clean(self):
-        cleaned = super().clean()
-        if not (cleaned.get("session") or cleaned.get("file") or cleaned.get("all_matching")):
-            raise forms.ValidationError("Select at least one session or file to retrieve.")
-        return cleaned
 
 
 def _selection(form, search):
@@ -289,7 +209,7 @@ def retrieve(request):
 
 
 def _render_preview(request, context):
-    return _render(request, "transfers/job_retrieve.html", "transfers/_job_retrieve_preview.html", context)
+    return render_page(request, "transfers/job_retrieve.html", "transfers/_job_retrieve_preview.html", context)
 
 
 def _retrieval_queued(request, jobs):
@@ -299,4 +219,3 @@ def _retrieval_queued(request, jobs):
     else:
         url = reverse("transfers:jobs") + f"?user={request.user.pk}"
     return redirect(url)
-
